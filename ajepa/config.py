@@ -1,0 +1,566 @@
+"""Typed configuration of every A-JEPA design axis.
+
+One pydantic model per config section; every field carries the paper's default and
+`extra="forbid"`, so a typo in a YAML key or a CLI override fails at load time with
+the key path, instead of being silently ignored at step 40,000.
+
+A config is built from a YAML file (`yaml.safe_load`) plus dotted overrides such as
+``optim.lr=3e-4`` (see :func:`load_config`). Strings like ``"1e-4"`` (which PyYAML
+reads as str) are coerced to the field's type by pydantic.
+
+This module imports neither torch nor Ray, so `analysis/` and sweep validation can use
+it cheaply.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class StrictModel(BaseModel):
+    """Base for config sections: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+Range = tuple[float, float]
+
+
+def _check_range(name: str, value: Range, low: float, high: float) -> Range:
+    a, b = value
+    if not (low <= a <= b <= high):
+        raise ValueError(f"{name} must satisfy {low} <= min <= max <= {high}, got {value}")
+    return value
+
+
+# --------------------------------------------------------------------------- data
+
+
+class SyntheticConfig(StrictModel):
+    """The built-in procedurally generated, labelled dataset (see ajepa.data.synthetic)."""
+
+    num_clips: int = Field(600, ge=10, description="clips in the whole set (train+val+test)")
+    seed: int = 0
+    snr_db: Range = (0.0, 20.0)
+    cache: bool = Field(True, description="cache generated clips as .npy under data.cache_dir")
+
+
+class DataConfig(StrictModel):
+    kind: Literal["synthetic", "folder", "manifest", "esc50", "speechcommands", "audioset"] = "synthetic"
+    root: Path | None = Field(None, description="dataset root directory (unused for synthetic)")
+    manifest: Path | None = Field(
+        None, description="CSV manifest (path,label[,split]) or AudioSet JSON/segments CSV"
+    )
+    sample_rate: int = Field(16000, ge=1000)
+    clip_seconds: float = Field(10.0, gt=0)
+    crop: Literal["random", "center"] = Field(
+        "random", description="how to cut target_frames from a longer clip during pretraining"
+    )
+    skip_bad_files: bool = Field(
+        False, description="skip unreadable/empty/non-finite files (their count is reported) instead of failing"
+    )
+    cache_dir: Path = Path(".cache/ajepa")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    synthetic: SyntheticConfig = SyntheticConfig()
+
+    @model_validator(mode="after")
+    def _root_required(self) -> "DataConfig":
+        if self.kind in ("folder", "esc50", "speechcommands") and self.root is None:
+            raise ValueError(f"data.root is required for data.kind={self.kind!r}")
+        if self.kind in ("manifest", "audioset") and self.manifest is None and self.root is None:
+            raise ValueError(f"data.manifest (or data.root) is required for data.kind={self.kind!r}")
+        return self
+
+
+# --------------------------------------------------------------------------- frontend
+
+NORM_PRESETS: dict[str, tuple[float, float]] = {
+    "audioset": (-4.2677393, 4.5689974),
+    "esc50": (-6.6268077, 5.358466),
+    "speechcommands": (-6.845978, 5.5654526),
+}
+
+
+class FrontendConfig(StrictModel):
+    """Kaldi-compatible log-mel filterbank, as in AST / Audio-MAE / A-JEPA."""
+
+    num_mel_bins: int = Field(128, ge=8)
+    frame_length_ms: float = Field(25.0, gt=0)
+    frame_shift_ms: float = Field(10.0, gt=0)
+    window_type: Literal["hanning", "hamming", "povey", "rectangular", "blackman"] = "hanning"
+    dither: float = Field(0.0, ge=0)
+    htk_compat: bool = True
+    target_frames: int = Field(1024, ge=16, description="frames after pad/crop (1024 for 10 s clips)")
+    norm: Literal["preset", "dataset", "fixed", "none"] = Field(
+        "preset",
+        description="'preset': norm_preset's mean/std; 'dataset': stats.json computed by "
+        "`ajepa-stats` beside the data; 'fixed': norm_mean/norm_std; 'none'",
+    )
+    norm_preset: Literal["audioset", "esc50", "speechcommands"] = "audioset"
+    norm_mean: float | None = None
+    norm_std: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _fixed_needs_values(self) -> "FrontendConfig":
+        if self.norm == "fixed" and (self.norm_mean is None or self.norm_std is None):
+            raise ValueError("frontend.norm='fixed' needs frontend.norm_mean and frontend.norm_std")
+        return self
+
+
+# --------------------------------------------------------------------------- model
+
+MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    # A CPU-sized model for tests and laptop sweeps.
+    "tiny": dict(encoder_depth=4, encoder_dim=96, encoder_heads=3, predictor_depth=2,
+                 predictor_dim=64, predictor_heads=2),
+    "small": dict(encoder_depth=12, encoder_dim=384, encoder_heads=6, predictor_depth=6,
+                  predictor_dim=192, predictor_heads=6),
+    # ViT-B/16 and the paper's narrow predictor (6 layers, 384 wide, 12 heads).
+    "base": dict(encoder_depth=12, encoder_dim=768, encoder_heads=12, predictor_depth=6,
+                 predictor_dim=384, predictor_heads=12),
+}
+
+
+class ModelConfig(StrictModel):
+    """Encoder and predictor shape. `preset` fills any field the config leaves out."""
+
+    preset: Literal["tiny", "small", "base", "custom"] = "base"
+    patch_size: tuple[int, int] = Field((16, 16), description="(frequency, time) patch size")
+    encoder_depth: int = Field(12, ge=1)
+    encoder_dim: int = Field(768, ge=8)
+    encoder_heads: int = Field(12, ge=1)
+    mlp_ratio: float = Field(4.0, gt=0)
+    predictor_depth: int = Field(6, ge=1)
+    predictor_dim: int = Field(384, ge=8)
+    predictor_heads: int = Field(12, ge=1)
+    pos_embed: Literal["sincos", "learned"] = "sincos"
+    qkv_bias: bool = True
+    drop_path: float = Field(0.0, ge=0, lt=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            preset = data.get("preset", "base")
+            if preset in MODEL_PRESETS:
+                data = {**MODEL_PRESETS[preset], **data}
+        return data
+
+    @model_validator(mode="after")
+    def _heads_divide_dims(self) -> "ModelConfig":
+        for part in ("encoder", "predictor"):
+            dim, heads = getattr(self, f"{part}_dim"), getattr(self, f"{part}_heads")
+            if dim % heads:
+                raise ValueError(f"model.{part}_dim={dim} is not divisible by model.{part}_heads={heads}")
+        return self
+
+
+# --------------------------------------------------------------------------- masking
+
+
+class RandomMask(StrictModel):
+    """Unstructured: `ratio` of all patches, uniformly at random, are targets."""
+
+    strategy: Literal["random"] = "random"
+    ratio: float = Field(0.75, gt=0, lt=1)
+
+
+class TimeMask(StrictModel):
+    """Time strips: whole columns (every frequency patch) over spans of time patches."""
+
+    strategy: Literal["time"] = "time"
+    ratio: float = Field(0.75, gt=0, lt=1)
+    strip_width: tuple[int, int] = Field((1, 4), description="min/max strip width in patches")
+
+
+class FreqMask(StrictModel):
+    """Frequency strips: whole rows (every time patch) over spans of frequency patches."""
+
+    strategy: Literal["freq"] = "freq"
+    ratio: float = Field(0.75, gt=0, lt=1)
+    strip_width: tuple[int, int] = Field((1, 2), description="min/max strip height in patches")
+
+
+class BlockMask(StrictModel):
+    """One contiguous target block covering `ratio` of the grid."""
+
+    strategy: Literal["block"] = "block"
+    ratio: float = Field(0.75, gt=0, lt=1)
+    aspect_ratio: Range = Field((0.75, 1.5), description="time/frequency extent ratio (>1: longer in time)")
+
+
+class MultiBlockMask(StrictModel):
+    """I-JEPA multi-block: `num_blocks` target blocks + one context block minus targets."""
+
+    strategy: Literal["multiblock"] = "multiblock"
+    num_blocks: int = Field(4, ge=1)
+    scale: Range = (0.15, 0.2)
+    aspect_ratio: Range = Field((0.75, 1.5), description="time/frequency extent ratio (>1: longer in time)")
+    context_scale: Range = (0.85, 1.0)
+    min_keep: int = Field(4, ge=1, description="minimum context patches")
+    time_bias: float = Field(
+        1.0, gt=0, description="multiplies the aspect ratio: >1 biases blocks to stretch along time"
+    )
+    ratio: float | None = Field(
+        None, gt=0, lt=1,
+        description="if set, target scale is rescaled so that the expected union of blocks "
+        "covers about this share of the grid (see ajepa.masks.strategies)",
+    )
+
+
+class TFMask(StrictModel):
+    """A-JEPA time-frequency-aware masking: small blocks grown into full time or freq strips."""
+
+    strategy: Literal["tf"] = "tf"
+    num_blocks: int = Field(3, ge=1)
+    scale: Range = (0.05, 0.075)
+    aspect_ratio: Range = (0.75, 1.5)
+    p_time: float = Field(0.5, ge=0, le=1, description="probability a block grows into a time strip")
+    context_scale: Range = (0.85, 1.0)
+    min_keep: int = Field(4, ge=1)
+    ratio: float | None = Field(None, gt=0, lt=1)
+
+
+BaseMask = Annotated[
+    Union[RandomMask, TimeMask, FreqMask, BlockMask, MultiBlockMask, TFMask],
+    Field(discriminator="strategy"),
+]
+
+
+class CurriculumSchedule(StrictModel):
+    """p(t): probability of the hard mask at training progress t in [0, 1] (A-JEPA Fig. 3)."""
+
+    kind: Literal["constant", "linear", "root", "power", "exponential", "cosine", "step"] = "root"
+    c0: float = Field(0.01, ge=0, le=1, description="initial competence (p at t=0)")
+    power: float = Field(2.0, gt=0, description="root degree for 'root'/'power' (2 = square root)")
+    value: float = Field(0.5, ge=0, le=1, description="p for 'constant'")
+    steps: list[float] = Field(default_factory=lambda: [0.5], description="switch points for 'step'")
+    end: float = Field(1.0, gt=0, le=1, description="progress at which p reaches 1")
+
+
+class CurriculumMask(StrictModel):
+    """Move from an easy mask to a hard mask following `schedule`."""
+
+    strategy: Literal["curriculum"] = "curriculum"
+    easy: BaseMask = Field(default_factory=MultiBlockMask)
+    hard: BaseMask = Field(default_factory=TFMask)
+    schedule: CurriculumSchedule = CurriculumSchedule()
+    per: Literal["sample", "batch"] = "sample"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_strategies(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            for part, default in (("easy", "multiblock"), ("hard", "tf")):
+                if isinstance(data.get(part), dict) and "strategy" not in data[part]:
+                    data[part] = {"strategy": default, **data[part]}
+        return data
+
+
+MaskingConfig = Annotated[
+    Union[RandomMask, TimeMask, FreqMask, BlockMask, MultiBlockMask, TFMask, CurriculumMask],
+    Field(discriminator="strategy"),
+]
+MASK_STRATEGIES = ("random", "time", "freq", "block", "multiblock", "tf", "curriculum")
+
+
+# --------------------------------------------------------------------------- objective
+
+
+class LossConfig(StrictModel):
+    kind: Literal["smooth_l1", "l2", "l1", "cosine"] = "smooth_l1"
+    beta: float = Field(1.0, gt=0, description="smooth-L1 transition point")
+
+
+class TargetConfig(StrictModel):
+    norm: Literal["layer_norm", "patch_zscore", "batch_norm", "none"] = "layer_norm"
+    avg_last_k: int = Field(1, ge=1, description="average the last k target-encoder layers")
+
+
+class EMAConfig(StrictModel):
+    start: float = Field(0.996, ge=0, le=1)
+    end: float = Field(1.0, ge=0, le=1)
+    schedule: Literal["linear", "cosine"] = "linear"
+
+
+class OptimConfig(StrictModel):
+    lr: float = Field(1.5e-4, gt=0, description="base learning rate per 256 samples")
+    scale_lr: bool = Field(True, description="effective lr = lr * batch_size / 256")
+    min_lr: float = Field(1e-6, ge=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = Field(0.05, ge=0)
+    weight_decay_end: float | None = Field(None, ge=0, description="if set, cosine-schedule wd to this")
+    batch_size: int = Field(256, ge=1)
+    steps: int | None = Field(None, ge=1, description="total optimiser steps (instead of epochs)")
+    epochs: float | None = Field(300, gt=0, description="run length in epochs (unset when steps is given)")
+    warmup: float = Field(40, ge=0, description="warmup length, in the unit of steps/epochs")
+    grad_clip: float | None = Field(None, gt=0)
+    precision: Literal["fp32", "bf16", "fp16"] = "bf16"
+    compile: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _steps_replace_epochs(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("steps") is not None and "epochs" not in data:
+            data = {**data, "epochs": None}
+        return data
+
+    @model_validator(mode="after")
+    def _one_length(self) -> "OptimConfig":
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError("give exactly one of optim.steps or optim.epochs")
+        total = self.steps if self.steps is not None else self.epochs
+        if self.warmup >= total:  # type: ignore[operator]
+            raise ValueError(f"optim.warmup={self.warmup} must be shorter than the run ({total})")
+        return self
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+class RegularizedMasking(StrictModel):
+    """A-JEPA Fig. 4: hide patches from attention during fine-tuning."""
+
+    mode: Literal["attention", "drop", "zero", "none"] = "attention"
+    ratio: float = Field(0.1, ge=0, lt=1)
+
+
+class FinetuneConfig(StrictModel):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(5e-4, gt=0)
+    layer_decay: float = Field(0.75, gt=0, le=1)
+    weight_decay: float = Field(0.05, ge=0)
+    warmup_epochs: float = Field(1.0, ge=0)
+    specaug_freq: int = Field(24, ge=0, description="max frequency-mask width in bins")
+    specaug_time: int = Field(48, ge=0, description="max time-mask width in frames")
+    mixup: float = Field(0.0, ge=0, description="mixup alpha; 0 disables")
+    regularized_masking: RegularizedMasking = RegularizedMasking()
+
+
+class ProbeConfig(StrictModel):
+    pooling: Literal["mean", "freq_concat"] = "mean"
+    avg_last_k: int = Field(1, ge=1)
+    solver: Literal["lbfgs", "sgd"] = "lbfgs"
+    l2_grid: list[float] = Field(default_factory=lambda: [1e-4, 1e-3, 1e-2, 1e-1])
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="validation carved from train when a task has none")
+
+
+class EvalTask(StrictModel):
+    task: Literal["synthetic", "folder", "manifest", "esc50", "speechcommands", "audioset"]
+    root: Path | None = None
+    manifest: Path | None = None
+    protocol: Literal["linear", "finetune"] = "linear"
+    name: str | None = Field(None, description="metric prefix; defaults to the task name")
+    clip_seconds: float | None = Field(None, gt=0, description="defaults to the task's own clip length")
+    target_frames: int | None = Field(None, ge=16, description="defaults to the task's own length")
+    folds: list[int] | None = Field(None, description="ESC-50 folds to evaluate (default all 5)")
+    esc10: bool = False
+    classes: Literal[35, 12] = 35
+    max_clips: int | None = Field(None, ge=1, description="cap on clips per split (quick checks)")
+
+
+class EvalConfig(StrictModel):
+    tasks: list[EvalTask] = Field(default_factory=list)
+    encoder: Literal["target", "context"] = "target"
+    every_steps: int | None = Field(None, ge=1, description="also evaluate every N steps")
+    batch_size: int = Field(64, ge=1)
+    probe: ProbeConfig = ProbeConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+
+
+# --------------------------------------------------------------------------- top level
+
+
+class TrainConfig(StrictModel):
+    """A complete pretraining experiment: what `ajepa-train` and each sweep trial run."""
+
+    name: str = "ajepa"
+    seed: int = 0
+    out_dir: Path = Path("runs/ajepa")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    log_every: int = Field(10, ge=1)
+    checkpoint_every: int = Field(500, ge=1)
+    keep_checkpoints: int = Field(1, ge=1)
+    data: DataConfig = DataConfig()
+    frontend: FrontendConfig = FrontendConfig()
+    model: ModelConfig = ModelConfig()
+    masking: MaskingConfig = Field(default_factory=MultiBlockMask)
+    loss: LossConfig = LossConfig()
+    target: TargetConfig = TargetConfig()
+    ema: EMAConfig = EMAConfig()
+    optim: OptimConfig = OptimConfig()
+    eval: EvalConfig = EvalConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_strategy(cls, data: Any) -> Any:
+        """`masking.num_blocks=3` alone means: the default (multiblock) strategy with 3 blocks."""
+        if isinstance(data, dict) and isinstance(data.get("masking"), dict) and "strategy" not in data["masking"]:
+            data = {**data, "masking": {"strategy": "multiblock", **data["masking"]}}
+        return data
+
+    @model_validator(mode="after")
+    def _grid_fits(self) -> "TrainConfig":
+        pf, pt = self.model.patch_size
+        if self.frontend.num_mel_bins < pf or self.frontend.target_frames < pt:
+            raise ValueError(
+                f"spectrogram {self.frontend.num_mel_bins}x{self.frontend.target_frames} is smaller "
+                f"than one patch {pf}x{pt}: raise frontend.target_frames or shrink model.patch_size"
+            )
+        return self
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(frequency patches, time patches) of the pretraining spectrogram."""
+        return patch_grid(self.frontend.num_mel_bins, self.frontend.target_frames, self.model.patch_size)
+
+
+def patch_grid(num_mel_bins: int, frames: int, patch_size: tuple[int, int]) -> tuple[int, int]:
+    """Patch grid of a spectrogram; a remainder smaller than one patch is dropped (as Conv2d does)."""
+    return num_mel_bins // patch_size[0], frames // patch_size[1]
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file, the key path and the fix."""
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``"optim.lr=3e-4"`` -> ``("optim.lr", 3e-4)``; the value is parsed as YAML."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not of the form key.path=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override {item!r} has an empty key")
+    return key, yaml.safe_load(raw) if raw.strip() else None
+
+
+def set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    """Set ``tree[a][b][c] = value`` for ``"a.b.c"``, creating dicts on the way."""
+    node = tree
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(f"cannot set {dotted!r}: {part!r} is a value ({child!r}), not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> ``{"a.b.c": value}``; lists and tuples stay values."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config ({source}):"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not _is_union_tag(p))
+        tags = [p for p in e["loc"] if _is_union_tag(p)]
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; docs/CONFIG.md lists every key)"
+            if tags:
+                msg = f"not a parameter of masking strategy {tags[-1]!r} (check the spelling or the strategy)"
+        elif e["type"] == "literal_error" and "expected" in e.get("ctx", {}):
+            msg = f"must be one of {e['ctx']['expected']}, got {e.get('input')!r}"
+        elif e["type"] == "union_tag_invalid":
+            msg = f"unknown strategy {e.get('input', {}).get('strategy')!r}; choose one of {MASK_STRATEGIES}" \
+                if isinstance(e.get("input"), dict) else msg
+        lines.append(f"  {loc or '<root>'}: {msg}")
+    return "\n".join(lines)
+
+
+def _is_union_tag(part: Any) -> bool:
+    """Pydantic puts the discriminator value into error paths (masking.tf.scale); users write masking.scale."""
+    return isinstance(part, str) and part in MASK_STRATEGIES
+
+
+def build_config(tree: dict, source: str = "<dict>") -> TrainConfig:
+    try:
+        return TrainConfig.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(tree).__name__}")
+    return tree
+
+
+def apply_overrides(tree: dict, overrides: dict[str, Any] | list[str]) -> dict:
+    """Deep-copy `tree` and apply dotted overrides (a dict, or ``key=value`` strings)."""
+    tree = copy.deepcopy(tree)
+    items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
+    for key, value in items:
+        set_dotted(tree, key, value)
+    return tree
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | list[str] = ()) -> TrainConfig:
+    """YAML file (optional) + dotted overrides -> validated :class:`TrainConfig`."""
+    tree = read_yaml(path) if path is not None else {}
+    tree = apply_overrides(tree, overrides)
+    source = str(path) if path is not None else "<defaults>"
+    if overrides:
+        source += " + overrides"
+    return build_config(tree, source)
+
+
+def dump_config(cfg: TrainConfig) -> dict:
+    """JSON/YAML-safe dict of a config (paths and tuples become str and list)."""
+    return cfg.model_dump(mode="json")
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(dump_config(cfg), sort_keys=False))
+
+
+def total_steps(cfg: OptimConfig, steps_per_epoch: int) -> int:
+    if cfg.steps is not None:
+        return cfg.steps
+    return max(1, math.ceil(cfg.epochs * steps_per_epoch))  # type: ignore[operator]
+
+
+def warmup_steps(cfg: OptimConfig, steps_per_epoch: int) -> int:
+    if cfg.steps is not None:
+        return int(cfg.warmup)
+    return int(round(cfg.warmup * steps_per_epoch))
+
+
+def default_tracking_uri(storage: str | Path) -> str:
+    """Absolute SQLite MLflow URI under a sweep storage folder.
+
+    Absolute because Ray trials run in another working directory and MLflow 3 resolves a
+    relative URI (and refuses ``./mlruns``) against that directory.
+    """
+    path = Path(storage).expanduser().resolve() / "mlflow.db"
+    return f"sqlite:///{path}"
