@@ -48,6 +48,8 @@ class SyntheticConfig(StrictModel):
     num_clips: int = Field(600, ge=10, description="clips in the whole set (train+val+test)")
     seed: int = 0
     snr_db: Range = (0.0, 20.0)
+    num_classes: int = Field(12, ge=2, le=12, description="event classes used (the first N of ajepa.data.synthetic.CLASS_NAMES)")
+    distractor_prob: float = Field(0.5, ge=0, le=1, description="chance of a quieter event of another class in a clip")
     cache: bool = Field(True, description="cache generated clips as .npy under data.cache_dir")
 
 
@@ -365,6 +367,10 @@ class EvalTask(StrictModel):
     esc10: bool = False
     classes: Literal[35, 12] = 35
     max_clips: int | None = Field(None, ge=1, description="cap on clips per split (quick checks)")
+    test_manifest: Path | None = Field(
+        None, description="AudioSet test manifest (default <root>/eval_segments.csv); `manifest` is the train one"
+    )
+    skip_bad_files: bool | None = Field(None, description="defaults to data.skip_bad_files")
 
 
 class EvalConfig(StrictModel):
