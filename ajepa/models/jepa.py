@@ -1,0 +1,66 @@
+"""A-JEPA: context encoder, EMA target encoder and predictor, with the JEPA objective."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from ajepa.config import TrainConfig
+from ajepa.models.objectives import effective_rank, make_loss, target_norm
+from ajepa.models.predictor import predictor_from_config
+from ajepa.models.vit import encoder_from_config, gather_tokens
+
+
+class AJEPA(nn.Module):
+    """The pretraining model. `forward` returns the loss for one batch and its masks."""
+
+    def __init__(self, cfg: TrainConfig):
+        super().__init__()
+        grid = cfg.grid
+        self.context_encoder = encoder_from_config(cfg.model, grid)
+        self.target_encoder = copy.deepcopy(self.context_encoder)
+        self.target_encoder.requires_grad_(False)
+        self.predictor = predictor_from_config(cfg.model, grid)
+        self.loss_fn = make_loss(cfg.loss.kind, cfg.loss.beta)
+        self.normalise_target = target_norm(cfg.target.norm)
+        self.avg_last_k = cfg.target.avg_last_k
+
+    def train(self, mode: bool = True) -> "AJEPA":
+        super().train(mode)
+        self.target_encoder.eval()  # targets never see dropout/drop-path noise
+        return self
+
+    @torch.no_grad()
+    def targets(self, spec: torch.Tensor, target_idx: torch.Tensor) -> torch.Tensor:
+        """Normalised target-encoder features of the full spectrogram, at the target positions."""
+        h = self.target_encoder(spec, num_layers_out=self.avg_last_k)
+        return gather_tokens(self.normalise_target(h), target_idx)
+
+    def forward(
+        self,
+        spec: torch.Tensor,
+        context_idx: torch.Tensor,
+        target_idx: torch.Tensor,
+        target_block: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (loss, targets); targets are returned for the collapse monitor."""
+        targets = self.targets(spec, target_idx)
+        context = self.context_encoder(spec, keep_idx=context_idx)
+        prediction = self.predictor(context, context_idx, target_idx, target_block)
+        return self.loss_fn(prediction.float(), targets.float()), targets
+
+    @torch.no_grad()
+    def ema_update(self, momentum: float) -> None:
+        """target <- momentum * target + (1 - momentum) * context."""
+        target = list(self.target_encoder.parameters())
+        online = list(self.context_encoder.parameters())
+        torch._foreach_lerp_(target, online, 1.0 - momentum)
+
+
+@torch.no_grad()
+def collapse_stats(targets: torch.Tensor) -> dict[str, float]:
+    """Per-channel std of target features across tokens, and their effective rank."""
+    flat = targets.float().reshape(-1, targets.shape[-1])
+    return {"target_std": float(flat.std(0).mean()), "target_rank": effective_rank(flat)}

@@ -1,0 +1,80 @@
+"""Full-state checkpoints: enough to resume a run bit-for-bit on CPU.
+
+Saved atomically (write to a temporary file, then rename), so an interrupted save never
+corrupts the last good checkpoint. Loaded with ``weights_only=True``: a checkpoint is
+data, never code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ajepa.config import TrainConfig, build_config, dump_config, flatten
+
+CHECKPOINT_DIR = "checkpoints"
+LAST = "last.pt"
+
+# Keys that may change between an interrupted run and its resumption.
+RESUMABLE_CHANGES = ("out_dir", "device", "log_every", "checkpoint_every", "keep_checkpoints",
+                     "data.num_workers", "data.cache_dir", "eval.")
+
+
+def checkpoint_path(out_dir: Path, step: int | None = None) -> Path:
+    name = LAST if step is None else f"step{step:08d}.pt"
+    return Path(out_dir) / CHECKPOINT_DIR / name
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def config_differences(saved: dict, current: TrainConfig) -> list[str]:
+    """Keys whose values differ between a checkpoint's config and the current one."""
+    old, new = flatten(saved), flatten(dump_config(current))
+    keys = sorted(set(old) | set(new))
+    return [
+        f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys
+        if old.get(k) != new.get(k) and not any(k == p or k.startswith(p) for p in RESUMABLE_CHANGES)
+    ]
+
+
+def load_encoder(path: str | Path, which: str = "target"):
+    """Encoder (target = EMA, or context) and config from a pretraining checkpoint."""
+    from ajepa.models.vit import encoder_from_config
+
+    if which not in ("target", "context"):
+        raise ValueError(f"which must be 'target' or 'context', got {which!r}")
+    state = load_checkpoint(Path(path))
+    cfg = build_config(state["config"], source=f"{path} (saved config)")
+    encoder = encoder_from_config(cfg.model, cfg.grid)
+    prefix = f"{which}_encoder."
+    weights = {k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)}
+    encoder.load_state_dict(weights)
+    return encoder.eval(), cfg

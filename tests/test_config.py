@@ -1,0 +1,72 @@
+"""Config loading: overrides, coercion and errors that name the key and the fix."""
+
+import pytest
+
+from ajepa.config import ConfigError, load_config, patch_grid
+
+
+def test_overrides_are_typed():
+    cfg = load_config(None, ["optim.lr=3e-4", "optim.steps=100", "optim.warmup=10", "model.preset=tiny"])
+    assert cfg.optim.lr == pytest.approx(3e-4) and isinstance(cfg.optim.lr, float)
+    assert cfg.optim.steps == 100 and cfg.optim.epochs is None
+    assert cfg.model.encoder_dim == 96  # filled by the tiny preset
+
+
+def test_string_numbers_from_yaml_are_coerced(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  lr: '1e-4'\n  steps: 50\n  warmup: 5\n")
+    assert load_config(path).optim.lr == pytest.approx(1e-4)
+
+
+def test_preset_fields_can_be_overridden():
+    cfg = load_config(None, ["model.preset=base", "model.predictor_depth=8"])
+    assert (cfg.model.encoder_dim, cfg.model.predictor_depth, cfg.model.predictor_dim) == (768, 8, 384)
+
+
+def test_typo_key_is_named():
+    with pytest.raises(ConfigError, match=r"optim\.lrr: unknown key"):
+        load_config(None, ["optim.lrr=1"])
+
+
+def test_bad_choice_lists_allowed_values():
+    with pytest.raises(ConfigError, match=r"loss\.kind: must be one of .*smooth_l1.*got 'huber'"):
+        load_config(None, ["loss.kind=huber"])
+
+
+def test_out_of_range_value_is_named():
+    with pytest.raises(ConfigError, match=r"masking\.num_blocks: Input should be greater than or equal to 1"):
+        load_config(None, ["masking.num_blocks=0"])
+
+
+def test_unknown_strategy_lists_strategies():
+    with pytest.raises(ConfigError, match=r"unknown strategy 'foo'.*multiblock"):
+        load_config(None, ["masking.strategy=foo"])
+
+
+def test_parameter_of_another_strategy_is_rejected():
+    with pytest.raises(ConfigError, match=r"masking\.num_blocks: not a parameter of masking strategy 'random'"):
+        load_config(None, ["masking.strategy=random", "masking.num_blocks=3"])
+
+
+def test_heads_must_divide_width():
+    with pytest.raises(ConfigError, match=r"model\.encoder_dim=100 is not divisible by model\.encoder_heads=12"):
+        load_config(None, ["model.encoder_dim=100"])
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(bad)
+
+
+def test_override_without_equals():
+    with pytest.raises(ConfigError, match="key.path=value"):
+        load_config(None, ["optim.lr"])
+
+
+@pytest.mark.parametrize("frames,grid", [(1024, (8, 64)), (512, (8, 32)), (100, (8, 6)), (128, (8, 8))])
+def test_patch_grid_follows_frames(frames, grid):
+    assert patch_grid(128, frames, (16, 16)) == grid

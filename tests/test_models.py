@@ -1,0 +1,172 @@
+"""Encoder, predictor, losses, target normalisations and EMA."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ajepa.config import load_config
+from ajepa.models import AJEPA
+from ajepa.models.objectives import TARGET_NORMS, effective_rank, make_loss
+from ajepa.models.predictor import Predictor, block_attention_mask
+from ajepa.models.vit import SpectrogramViT, adapt_to_grid, sincos_2d
+
+
+@pytest.mark.parametrize("frames,grid", [(1024, (8, 64)), (512, (8, 32)), (100, (8, 6)), (208, (5, 13))])
+def test_encoder_shapes_for_several_grids(frames, grid):
+    bins = grid[0] * 16
+    enc = SpectrogramViT(grid, dim=32, depth=2, heads=2)
+    spec = torch.randn(2, 1, bins, frames)
+    assert enc(spec).shape == (2, grid[0] * grid[1], 32)
+    keep = torch.tensor([[0, 3, 5], [1, 2, grid[0] * grid[1] - 1]])
+    assert enc(spec, keep_idx=keep).shape == (2, 3, 32)
+
+
+def test_encoder_rejects_wrong_grid():
+    enc = SpectrogramViT((8, 64), dim=32, depth=1, heads=2)
+    with pytest.raises(ValueError, match="8x64 grid"):
+        enc(torch.randn(1, 1, 128, 512))
+
+
+def test_context_tokens_keep_their_positions():
+    """Encoding a subset equals encoding with only those tokens: positions are added before selection."""
+    torch.manual_seed(0)
+    enc = SpectrogramViT((4, 4), dim=32, depth=1, heads=2).eval()
+    spec = torch.randn(1, 1, 64, 64)
+    keep = torch.tensor([[2, 7, 9]])
+    tokens = enc.patch_embed(spec) + enc.pos_embed()
+    expected = enc.norm(enc.blocks[0](tokens[:, [2, 7, 9]]))
+    torch.testing.assert_close(enc(spec, keep_idx=keep), expected)
+
+
+def test_key_mask_hides_tokens_from_attention():
+    """A token nobody may attend to cannot influence the others' outputs."""
+    torch.manual_seed(0)
+    enc = SpectrogramViT((2, 4), dim=32, depth=2, heads=2).eval()
+    spec = torch.randn(1, 1, 32, 64)
+    keep = torch.ones(1, 8, dtype=torch.bool)
+    keep[0, 5] = False
+    out = enc(spec, key_keep=keep)
+    spec2 = spec.clone()
+    spec2[..., 16:32, 16:32] += 5.0  # patch (1, 1) = index 5
+    out2 = enc(spec2, key_keep=keep)
+    others = [i for i in range(8) if i != 5]
+    torch.testing.assert_close(out[:, others], out2[:, others])
+    assert not torch.allclose(enc(spec)[:, others], enc(spec2)[:, others])
+
+
+def test_average_of_last_layers():
+    torch.manual_seed(0)
+    enc = SpectrogramViT((2, 2), dim=16, depth=3, heads=2).eval()
+    spec = torch.randn(1, 1, 32, 32)
+    x = enc.patch_embed(spec) + enc.pos_embed()
+    outs = []
+    for blk in enc.blocks:
+        x = blk(x)
+        outs.append(enc.norm(x))
+    torch.testing.assert_close(enc(spec, num_layers_out=2), (outs[1] + outs[2]) / 2)
+
+
+def test_sincos_table_distinguishes_rows_and_columns():
+    table = sincos_2d((8, 6), 64)
+    assert table.shape == (48, 64)
+    assert torch.unique(table, dim=0).shape[0] == 48
+
+
+def test_adapt_to_grid_learned_positions_keep_overlap():
+    enc = SpectrogramViT((8, 64), dim=32, depth=1, heads=2, pos_embed="learned")
+    small = adapt_to_grid(enc, (8, 32))
+    old = enc.pos_embed.table.reshape(8, 64, 32)
+    torch.testing.assert_close(small.pos_embed.table.reshape(8, 32, 32), old[:, :32])
+    assert small(torch.randn(1, 1, 128, 512)).shape == (1, 256, 32)
+
+
+def test_block_attention_mask():
+    mask = block_attention_mask(2, torch.tensor([[0, 0, 1]]))[0, 0]
+    expected = torch.tensor([
+        [1, 1, 0, 0, 0],
+        [1, 1, 0, 0, 0],
+        [1, 1, 1, 1, 0],
+        [1, 1, 1, 1, 0],
+        [1, 1, 0, 0, 1],
+    ], dtype=torch.bool)
+    assert torch.equal(mask, expected)
+
+
+def test_predictor_blocks_are_independent():
+    """Block 1's prediction does not change when block 0's positions change."""
+    torch.manual_seed(0)
+    pred = Predictor((4, 4), encoder_dim=24, dim=16, depth=2, heads=2).eval()
+    ctx = torch.randn(1, 3, 24)
+    ctx_idx = torch.tensor([[0, 1, 2]])
+    a = pred(ctx, ctx_idx, torch.tensor([[5, 6, 12]]), torch.tensor([[0, 0, 1]]))
+    b = pred(ctx, ctx_idx, torch.tensor([[9, 10, 12]]), torch.tensor([[0, 0, 1]]))
+    torch.testing.assert_close(a[:, 2], b[:, 2])
+    assert a.shape == (1, 3, 24)
+
+
+def test_losses_match_hand_computation():
+    pred = torch.tensor([[[0.0, 2.0], [1.0, 1.0]]])
+    target = torch.tensor([[[0.5, 0.0], [1.0, -1.0]]])
+    diff = (pred - target).abs()  # 0.5, 2, 0, 2
+    smooth = torch.where(diff < 1, 0.5 * diff**2, diff - 0.5)
+    assert make_loss("smooth_l1")(pred, target).item() == pytest.approx(smooth.mean().item())
+    assert make_loss("smooth_l1")(pred, target).item() == pytest.approx((0.125 + 1.5 + 0 + 1.5) / 4)
+    assert make_loss("l2")(pred, target).item() == pytest.approx((0.25 + 4 + 0 + 4) / 4)
+    assert make_loss("l1")(pred, target).item() == pytest.approx((0.5 + 2 + 0 + 2) / 4)
+    cos0 = (0 * 0.5 + 2 * 0) / (2 * 0.5)
+    cos1 = (1 - 1) / (2**0.5 * 2**0.5)
+    assert make_loss("cosine")(pred, target).item() == pytest.approx(1 - (cos0 + cos1) / 2)
+    assert make_loss("smooth_l1", beta=2.0)(pred, target).item() == pytest.approx(
+        F.smooth_l1_loss(pred, target, beta=2.0).item())
+
+
+def test_target_norms():
+    torch.manual_seed(0)
+    h = torch.randn(3, 5, 8) * 4 + 2
+    ln = TARGET_NORMS["layer_norm"](h)
+    torch.testing.assert_close(ln.mean(-1), torch.zeros(3, 5), atol=1e-5, rtol=0)
+    torch.testing.assert_close(ln.std(-1, unbiased=False), torch.ones(3, 5), atol=1e-4, rtol=0)
+    pz = TARGET_NORMS["patch_zscore"](h)
+    torch.testing.assert_close(pz.mean(1), torch.zeros(3, 8), atol=1e-5, rtol=0)
+    torch.testing.assert_close(pz.std(1, unbiased=False), torch.ones(3, 8), atol=1e-4, rtol=0)
+    bn = TARGET_NORMS["batch_norm"](h)
+    torch.testing.assert_close(bn.mean((0, 1)), torch.zeros(8), atol=1e-5, rtol=0)
+    assert torch.equal(TARGET_NORMS["none"](h), h)
+
+
+def test_effective_rank_detects_collapse():
+    torch.manual_seed(0)
+    assert effective_rank(torch.randn(512, 16)) > 12
+    collapsed = torch.randn(512, 1) * torch.randn(1, 16)
+    assert effective_rank(collapsed) < 1.5
+
+
+def test_ema_update_and_target_is_frozen():
+    cfg = load_config(None, ["model.preset=tiny", "frontend.target_frames=128"])
+    model = AJEPA(cfg)
+    before = copy.deepcopy(model.target_encoder.state_dict())
+    with torch.no_grad():
+        for p in model.context_encoder.parameters():
+            p.add_(1.0)
+    model.ema_update(0.75)
+    for name, p in model.target_encoder.named_parameters():
+        online = dict(model.context_encoder.named_parameters())[name]
+        torch.testing.assert_close(p, 0.75 * before[name] + 0.25 * online)
+        assert not p.requires_grad
+
+
+def test_jepa_gradients_reach_context_encoder_and_predictor_only():
+    torch.manual_seed(0)
+    cfg = load_config(None, ["model.preset=tiny", "frontend.target_frames=128"])
+    model = AJEPA(cfg)
+    spec = torch.randn(2, 1, 128, 128)
+    ctx = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]])
+    tgt = torch.tensor([[10, 11, 20], [30, 40, 41]])
+    loss, targets = model(spec, ctx, tgt, torch.tensor([[0, 0, 1], [0, 1, 1]]))
+    loss.backward()
+    assert targets.shape == (2, 3, 96)
+    assert model.context_encoder.patch_embed.proj.weight.grad is not None
+    assert model.predictor.mask_token.grad is not None
+    assert all(p.grad is None for p in model.target_encoder.parameters())
