@@ -1,0 +1,97 @@
+"""``ajepa-tables``: a sweep's MLflow runs -> the paper's table with our numbers beside it.
+
+    ajepa-tables sweeps/masking.yaml
+    ajepa-tables masking --tracking-uri sqlite:////abs/runs/sweeps/mlflow.db --format latex
+    ajepa-tables sweeps/ratio.yaml --reference "70 %" --out reports/ratio
+
+Prints the table in ``--format`` to stdout; with ``--out DIR`` also writes it in every
+format (``<name>.md``, ``.tex``, ``.csv``, ``<name>_comparisons.csv``) and the figures
+(PNG + PDF) there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from analysis.paper import available_tables
+from analysis.plots import plot_ablation, plot_training_curves, slug
+from analysis.render import render
+from analysis.report import Report, build_report
+from analysis.runs import RunsNotFound, load_history, load_runs
+from analysis.source import SpecError, resolve_source
+
+FORMATS = ("md", "latex", "csv")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ajepa-tables",
+        description="Tabulate a sweep's MLflow runs: mean ± std over seeds, paired tests against a "
+                    "reference row, and the paper's numbers beside ours.")
+    parser.add_argument("source", metavar="SPEC_OR_EXPERIMENT",
+                        help="a sweep YAML (sweeps/masking.yaml) or an MLflow experiment name")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: the spec's tracking.uri, "
+                        "else sqlite:///<abs storage>/mlflow.db with storage runs/sweeps)")
+    parser.add_argument("--format", choices=FORMATS, default="md", help="what to print (default md)")
+    parser.add_argument("--out", type=Path, help="also write every format and the figures to this folder")
+    parser.add_argument("--reference", metavar="LABEL", help="row the others are compared to (default: first row)")
+    parser.add_argument("--metric", dest="metrics", nargs="+", action="extend", metavar="M",
+                        help="metrics to show, e.g. eval/esc50/acc (default: the spec's metrics, else every "
+                             "eval/<task>/{acc,map,f1})")
+    parser.add_argument("--paper", metavar="TABLE", help=f"paper table to show beside ours "
+                        f"({', '.join(available_tables())} or a CSV; default: the spec's table)")
+    parser.add_argument("--parent", default="latest", metavar="RUN_ID",
+                        help="sweep run whose trials to use: latest (default), all, or a run id")
+    parser.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    parser.add_argument("--raw", action="store_true", help="keep fractions as logged (no x100 to points)")
+    parser.add_argument("--no-plots", action="store_true", help="with --out: skip the figures")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        source = resolve_source(args.source, args.tracking_uri)
+        runs = load_runs(source.uri, source.experiment, parent=args.parent, seeds=source.seeds, axes=source.axes)
+        report = build_report(runs, metrics=args.metrics or source.metrics or None, reference=args.reference,
+                              paper=args.paper or source.table, title=source.name or source.experiment,
+                              description=source.description, seeds=source.seeds, alpha=args.alpha,
+                              points=not args.raw)
+    except (RunsNotFound, SpecError, KeyError, ValueError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"ajepa-tables: error: {message}", file=sys.stderr)
+        return 2
+    print(render(report, args.format), end="")
+    if args.out is not None:
+        written = write_outputs(report, runs, args.out, plots=not args.no_plots)
+        print(f"\nwrote {len(written)} files to {args.out}", file=sys.stderr)
+    return 0
+
+
+def write_outputs(report: Report, runs, out_dir: Path, plots: bool = True) -> list[Path]:
+    """Every text format, the detailed comparisons and (optionally) the figures."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = slug(report.title)
+    written = []
+    for fmt, suffix in (("md", "md"), ("latex", "tex"), ("csv", "csv")):
+        path = out_dir / f"{name}.{suffix}"
+        path.write_text(render(report, fmt))
+        written.append(path)
+    comparisons = out_dir / f"{name}_comparisons.csv"
+    report.comparison.to_csv(comparisons, index=False)
+    written.append(comparisons)
+    if plots:
+        for metric in report.metrics:
+            if report.table[(metric, "n")].sum():
+                written += plot_ablation(report.table, metric, out_dir / f"{name}_{slug(metric)}",
+                                         title=f"{report.title}: {metric}", reference=report.reference)
+        history = load_history(runs, "train/loss")
+        if not history.empty:
+            written += plot_training_curves(history, out_dir / f"{name}_train_loss", title=f"{report.title}: train/loss")
+    return written
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""Report -> text: markdown (terminal and file), LaTeX (booktabs) and CSV.
+
+Markdown and LaTeX show what a reader needs at a glance: mean ± std (n) per metric with
+the best row in bold, the paired difference to the reference row with a significance
+mark, the paper's number beside ours, and how many trials each row still lacks.
+CSV is the same content as plain numbers, for anyone who wants to recompute or replot.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pandas as pd
+from tabulate import tabulate
+
+from analysis import stats
+from analysis.report import Report
+from analysis.tables import TRIALS, metric_display
+
+DASH = "–"
+SIGNIFICANT, UNTESTED, NO_VARIANCE = "*", "†", "‡"
+
+
+def render(report: Report, fmt: str = "md") -> str:
+    """``fmt``: "md" | "markdown" | "latex" | "tex" | "csv"."""
+    if fmt in ("md", "markdown"):
+        return to_markdown(report)
+    if fmt in ("latex", "tex"):
+        return to_latex(report)
+    if fmt == "csv":
+        return to_csv(report)
+    raise ValueError(f"unknown format {fmt!r}: use md, latex or csv")
+
+
+# --------------------------------------------------------------------------- cells
+
+
+def display_table(report: Report, bold=lambda s: f"**{s}**") -> pd.DataFrame:
+    """Strings for every cell of the main table; ``bold`` marks the best row per metric."""
+    table, cmp = report.table, report.comparison
+    out = pd.DataFrame(index=table.index)
+    for axis in report.axes:
+        out[axis.name] = table[("axis", axis.name)].astype(str)
+    if not report.axes:
+        out["row"] = table.index
+    multi_row = len(table) > 1
+    for metric in report.metrics:
+        digits = _digits(table[(metric, "mean")])
+        name = metric_display(metric)
+        cells = []
+        for label in table.index:
+            cell = _mean_cell(table.at[label, (metric, "mean")], table.at[label, (metric, "std")],
+                              table.at[label, (metric, "n")], digits)
+            cells.append(bold(cell) if table.at[label, (metric, "best")] else cell)
+        out[name] = cells
+        if multi_row:
+            lines = cmp[cmp["metric"] == metric].set_index("row")
+            out[f"Δ {name}"] = [_delta_cell(lines.loc[label], digits) if label in lines.index else DASH
+                                for label in table.index]
+    if report.paper is not None:
+        for col in report.paper.columns:
+            out[f"paper {col}"] = [_number(v, 1) for v in report.paper[col]]
+    out["trials"] = [_trials_cell(table.loc[label]) for label in table.index]
+    return out
+
+
+def footnotes(report: Report) -> list[str]:
+    notes = ["mean ± std over seeds (n = finished seeds); bold = best row per metric."]
+    if len(report.table) > 1:
+        correction = report.comparison.attrs.get("correction", "holm")
+        verdicts = set(report.comparison["verdict"].astype(str))
+        marks = [f"{SIGNIFICANT} p < {report.alpha:g} (paired t-test over seeds"
+                 f"{', Holm-adjusted across rows' if correction == 'holm' else ''}), unmarked: not significant"]
+        if any(v.startswith(stats.TOO_FEW) for v in verdicts):
+            marks.append(f"{UNTESTED} fewer than 2 seed pairs: not testable")
+        if stats.NO_VARIANCE in verdicts:
+            marks.append(f"{NO_VARIANCE} the same difference on every seed: no t-test possible")
+        notes.append(f"Δ = mean paired difference to the reference row {report.reference!r} on shared seeds; "
+                     + "; ".join(marks) + ".")
+    if report.table.attrs.get("points"):
+        notes.append("accuracies/mAP logged as fractions are shown in points (x100), like the paper.")
+    if report.paper is not None:
+        notes.append(f"paper: {report.paper.attrs.get('source', report.paper.attrs.get('name', ''))}.")
+    return notes + list(report.notes)
+
+
+def comparison_display(report: Report) -> pd.DataFrame:
+    """The paired comparisons in full: n, Δ, 95% CIs (t and bootstrap), p, verdict."""
+    cmp = report.comparison[report.comparison["row"] != report.reference]
+    digits = {m: _digits(report.table[(m, "mean")]) for m in report.metrics}
+    rows = []
+    for line in cmp.to_dict("records"):
+        d = digits.get(line["metric"], 3)
+        rows.append({
+            "row": line["row"], "metric": metric_display(line["metric"]), "n": line["n_pairs"],
+            "Δ": _number(line["diff_mean"], d, signed=True),
+            "95% CI (t)": _interval(line["ci_low"], line["ci_high"], d),
+            "95% CI (bootstrap)": _interval(line["boot_low"], line["boot_high"], d),
+            "p": _p(line["p_value"]), "p adj.": _p(line["p_adjusted"]), "verdict": line["verdict"],
+        })
+    return pd.DataFrame(rows, columns=["row", "metric", "n", "Δ", "95% CI (t)", "95% CI (bootstrap)",
+                                       "p", "p adj.", "verdict"])
+
+
+# --------------------------------------------------------------------------- formats
+
+
+def to_markdown(report: Report) -> str:
+    frame = display_table(report)
+    lines = [f"## {report.title}" + (f" — {report.description}" if report.description else ""), "",
+             f"_{report.source}_", "", _markdown(frame), ""]
+    lines += [f"- {note}" for note in footnotes(report)]
+    cmp = comparison_display(report)
+    if not cmp.empty:
+        lines += ["", f"### Paired comparisons vs {report.reference!r}", "", _markdown(cmp)]
+    return "\n".join(lines) + "\n"
+
+
+def to_latex(report: Report) -> str:
+    frame = display_table(report, bold=lambda s: f"\\textbf{{{s}}}")
+    frame = frame.map(_latex_cell)
+    columns = [_latex_escape(c) for c in frame.columns]
+    n_label_cols = max(1, len(report.axes))
+    spec = "l" * n_label_cols + "r" * (len(columns) - n_label_cols - 1) + "l"
+    caption = report.title + (f": {report.description}" if report.description else "")
+    lines = [
+        "% generated by ajepa-tables; needs \\usepackage{booktabs}",
+        "\\begin{table}[t]", "\\centering", "\\small",
+        f"\\caption{{{_latex_escape(caption)}}}",
+        f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
+        " & ".join(columns) + " \\\\", "\\midrule",
+        *(" & ".join(row) + " \\\\" for row in frame.itertuples(index=False)),
+        "\\bottomrule", "\\end{tabular}",
+        "\\par\\smallskip\\footnotesize " + _latex_escape(" ".join(footnotes(report))),
+        "\\end{table}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(report: Report) -> str:
+    buffer = io.StringIO()
+    numeric_table(report).to_csv(buffer, index=False)
+    return buffer.getvalue()
+
+
+def numeric_table(report: Report) -> pd.DataFrame:
+    """One row per table row, plain numbers: means, stds, n, best, Δ, CIs, p, verdicts, paper, trials."""
+    table, cmp = report.table, report.comparison
+    out = pd.DataFrame({"row": table.index})
+    for axis in report.axes:
+        out[f"axis {axis.name}"] = table[("axis", axis.name)].to_numpy()
+    for metric in report.metrics:
+        for stat in ("mean", "std", "n", "best"):
+            out[f"{metric} {stat}"] = table[(metric, stat)].to_numpy()
+        lines = cmp[cmp["metric"] == metric].set_index("row").reindex(table.index)
+        for col in ("n_pairs", "diff_mean", "ci_low", "ci_high", "boot_low", "boot_high", "p_value",
+                    "p_adjusted", "verdict"):
+            out[f"{metric} {col}"] = lines[col].to_numpy()
+    if report.paper is not None:
+        for col in report.paper.columns:
+            out[f"paper {col}"] = report.paper[col].to_numpy()
+    for stat in ("expected", "finished", "running", "failed", "missing", "note"):
+        out[f"trials {stat}"] = table[(TRIALS, stat)].to_numpy()
+    out["reference"] = out["row"].eq(report.reference)
+    return out
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    return tabulate(frame.values.tolist(), headers=list(frame.columns), tablefmt="pipe",
+                    disable_numparse=True, stralign="left")
+
+
+def _digits(means: pd.Series) -> int:
+    finite = means.dropna().abs()
+    return 2 if finite.empty or finite.max() >= 1 else 4
+
+
+def _number(value, digits: int, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return DASH
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _mean_cell(mean, std, n, digits: int) -> str:
+    if not n:
+        return DASH
+    if n == 1 or pd.isna(std):
+        return f"{mean:.{digits}f} (n=1)"
+    return f"{mean:.{digits}f} ± {std:.{digits}f} (n={int(n)})"
+
+
+def _delta_cell(line: pd.Series, digits: int) -> str:
+    verdict = str(line["verdict"])
+    if verdict == stats.REFERENCE:
+        return "ref"
+    if pd.isna(line["diff_mean"]):
+        return DASH
+    value = _number(line["diff_mean"], digits, signed=True)
+    if verdict in (stats.BETTER, stats.WORSE):
+        return value + SIGNIFICANT
+    if verdict.startswith(stats.TOO_FEW):
+        return value + UNTESTED
+    if verdict == stats.NO_VARIANCE:
+        return value + NO_VARIANCE
+    return value
+
+
+def _trials_cell(row: pd.Series) -> str:
+    done, expected, note = row[(TRIALS, "finished")], row[(TRIALS, "expected")], row[(TRIALS, "note")]
+    text = f"{int(done)}/{int(expected)}"
+    return f"{text} ({note})" if note else text
+
+
+def _interval(low, high, digits: int) -> str:
+    if pd.isna(low) or pd.isna(high):
+        return DASH
+    return f"[{low:+.{digits}f}, {high:+.{digits}f}]"
+
+
+def _p(value) -> str:
+    if pd.isna(value):
+        return DASH
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _latex_escape(text: str) -> str:
+    text = "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+    return (text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("–", "--")
+            .replace(SIGNIFICANT, r"$^{*}$").replace(UNTESTED, r"$^{\dagger}$").replace(NO_VARIANCE, r"$^{\ddagger}$"))
+
+
+def _latex_cell(cell: str) -> str:
+    if cell.startswith("\\textbf{") and cell.endswith("}"):
+        return "\\textbf{" + _latex_escape(cell[len("\\textbf{"):-1]) + "}"
+    return _latex_escape(cell)

@@ -1,0 +1,73 @@
+"""Assemble one ablation report: our table, the paired comparisons and the paper's numbers.
+
+The renderers (markdown, LaTeX, CSV) and the plots all take a :class:`Report`, so they
+agree on rows, reference and units by construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from analysis.paper import align_paper, paper_table
+from analysis.runs import Axis
+from analysis.stats import paired_comparison
+from analysis.tables import ablation_table, as_points, axes_of, find_row, metric_names
+
+
+@dataclass
+class Report:
+    title: str
+    table: pd.DataFrame                 # analysis.tables.ablation_table
+    comparison: pd.DataFrame            # analysis.stats.paired_comparison
+    reference: str
+    paper: pd.DataFrame | None = None   # aligned to table rows (analysis.paper.align_paper)
+    description: str | None = None
+    source: str = ""
+    alpha: float = 0.05
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def metrics(self) -> list[str]:
+        return list(self.table.attrs["metrics"])
+
+    @property
+    def axes(self) -> list[Axis]:
+        return list(self.table.attrs["axes"])
+
+
+def build_report(runs: pd.DataFrame, metrics: list[str] | None = None, reference: str | None = None,
+                 paper: str | pd.DataFrame | None = None, title: str | None = None,
+                 description: str | None = None, seeds=None, alpha: float = 0.05,
+                 points: bool = True, axes: list[Axis] | None = None) -> Report:
+    """Everything ``ajepa-tables`` prints, from a :func:`analysis.runs.load_runs` frame.
+
+    points: show accuracies/mAP logged as fractions in points (x100), as the paper does.
+    """
+    if points:
+        runs = as_points(runs)
+    axes = axes_of(runs, axes)
+    metrics = metric_names(runs, metrics)
+    table = ablation_table(runs, metrics, axes, seeds)
+    if table.empty:
+        raise ValueError("the sweep has no rows: no axis labels and no trials")
+    reference = find_row(table, reference) if reference is not None else table.index[0]
+    comparison = paired_comparison(runs, metrics, reference, axes, alpha=alpha)
+    aligned = None
+    notes = []
+    if paper is not None:
+        frame = paper_table(paper) if isinstance(paper, str) else paper
+        aligned = align_paper(frame, list(table.index))
+        if aligned.attrs.get("unmatched"):
+            notes.append("paper rows with no matching row here: " + ", ".join(aligned.attrs["unmatched"]))
+    missing = [m for m in metrics if table[(m, "n")].sum() == 0]
+    if missing:
+        notes.append("no finished trial reported: " + ", ".join(missing))
+    attrs = runs.attrs
+    source = f"experiment {attrs.get('experiment', '?')} @ {attrs.get('uri', '?')}"
+    if attrs.get("parent_run_id"):
+        source += f", sweep run {attrs['parent_run_id']}"
+    return Report(title=title or str(attrs.get("experiment") or "ablation"), table=table, comparison=comparison,
+                  reference=reference, paper=aligned, description=description, source=source,
+                  alpha=alpha, notes=notes)

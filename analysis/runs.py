@@ -1,0 +1,223 @@
+"""MLflow -> pandas: one row per sweep trial, following docs/ARCHITECTURE.md's naming contract.
+
+Everything downstream (tables, stats, plots) works on the DataFrame this module returns,
+so MLflow is touched in one place and the rest is testable with plain frames.
+
+Columns of :func:`load_runs`:
+    run_id, run_name, status, start_time, trial_id, seed, parent_run_id,
+    ``axis.<name>`` (the trial's value label per axis), ``params.<dotted key>`` (typed, see
+    :mod:`analysis.params`) and ``metrics.<name>`` (the last logged value).
+``frame.attrs`` carries ``axes`` (list of :class:`Axis`, in sweep order), ``uri``,
+``experiment`` and ``parent_run_id``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+import pandas as pd
+
+from analysis.params import typed_params
+
+if TYPE_CHECKING:  # mlflow is imported lazily: `ajepa-tables --help` and `import analysis` stay fast
+    from mlflow.tracking import MlflowClient
+
+TAG_ROLE = "ajepa.role"
+ROLE_SWEEP = "sweep"
+ROLE_TRIAL = "trial"
+TAG_AXES = "ajepa.axes"
+TAG_AXIS_PREFIX = "ajepa.axis."
+TAG_SEED = "ajepa.seed"
+TAG_TRIAL_ID = "ajepa.trial_id"
+TAG_PARENT = "mlflow.parentRunId"
+
+AXIS_PREFIX = "axis."
+PARAM_PREFIX = "params."
+METRIC_PREFIX = "metrics."
+
+FINISHED = "FINISHED"
+RUNNING_STATES = ("RUNNING", "SCHEDULED")
+FAILED_STATES = ("FAILED", "KILLED")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One sweep axis: display name and value labels in the spec's order."""
+
+    name: str
+    labels: tuple[str, ...]
+
+    @property
+    def column(self) -> str:
+        return AXIS_PREFIX + self.name
+
+
+class RunsNotFound(LookupError):
+    """No store, experiment or trial where we looked; the message says where and what to run."""
+
+
+def open_client(uri: str) -> "MlflowClient":
+    """An MlflowClient on an existing store. MLflow would create an empty one; we refuse."""
+    store = local_store_path(uri)
+    if store is not None and not store.exists():
+        raise RunsNotFound(
+            f"no MLflow store at {store} (tracking URI {uri}). Run the sweep first "
+            "(ajepa-sweep SPEC.yaml), or point --tracking-uri at the store it wrote."
+        )
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def local_store_path(uri: str) -> Path | None:
+    """The file (sqlite) or folder (file:) behind a local tracking URI; None for servers."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///"):].split("?", 1)[0])  # 4 slashes: absolute path
+    if uri.startswith("file:"):
+        return Path(re.sub(r"^file:(//)?", "", uri))
+    if "://" not in uri:
+        return Path(uri)
+    return None
+
+
+def load_runs(uri: str, experiment: str, parent: str = "latest", seeds: Iterable[int] | None = None,
+              axes: Iterable[Axis] | None = None) -> pd.DataFrame:
+    """Trials of a sweep as a DataFrame (see module docstring).
+
+    parent: "latest" = the children of the most recent sweep run (a re-launched sweep makes
+    a new parent; its predecessor's trials would otherwise mix in); "all" = every trial
+    in the experiment; or a parent run id. Without any sweep run, every trial is used.
+    seeds / axes: what the spec expects (used for "missing" counts and row order when
+    the parent run carries no ``ajepa.axes`` tag).
+    """
+    client = open_client(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        names = sorted(e.name for e in client.search_experiments())
+        raise RunsNotFound(
+            f"experiment {experiment!r} not found in {uri} (it has: {', '.join(names) or 'none'}). "
+            f"Run the sweep first (ajepa-sweep sweeps/{experiment}.yaml) or check tracking.experiment/--tracking-uri."
+        )
+    all_runs = _search_all(client, found.experiment_id)
+    sweep_runs = [r for r in all_runs if r.data.tags.get(TAG_ROLE) == ROLE_SWEEP]
+    trials = [r for r in all_runs if r.data.tags.get(TAG_ROLE) == ROLE_TRIAL]
+    chosen_parent = _choose_parent(sweep_runs, parent)
+    if chosen_parent is not None:
+        trials = [r for r in trials if r.data.tags.get(TAG_PARENT) == chosen_parent.info.run_id]
+    if not trials and chosen_parent is None:
+        raise RunsNotFound(
+            f"experiment {experiment!r} in {uri} has no trial runs (tag {TAG_ROLE}={ROLE_TRIAL}); "
+            "has the sweep started?"
+        )
+    axes_list = _axes_from_parent(chosen_parent) or list(axes or []) or _axes_from_trials(trials)
+    frame = _frame([_trial_row(r, axes_list) for r in trials], _base_columns(axes_list))
+    frame = frame.sort_values("start_time", kind="stable").reset_index(drop=True)
+    frame["seed"] = frame["seed"].astype("Int64")
+    frame.attrs.update(
+        axes=axes_list, uri=uri, experiment=experiment,
+        parent_run_id=chosen_parent.info.run_id if chosen_parent is not None else None,
+        seeds=sorted(set(seeds)) if seeds is not None else None,
+    )
+    return frame
+
+
+def load_history(runs: pd.DataFrame, key: str = "train/loss", uri: str | None = None) -> pd.DataFrame:
+    """Metric history (step, value) of every trial in ``runs``, with its axis labels and seed.
+
+    One MLflow call per run: fine for the tens-to-hundreds of trials a sweep has.
+    """
+    client = open_client(uri or runs.attrs["uri"])
+    axis_cols = [c for c in runs.columns if c.startswith(AXIS_PREFIX)]
+    rows = []
+    for trial in runs.to_dict("records"):
+        for m in client.get_metric_history(trial["run_id"], key):
+            rows.append({"run_id": trial["run_id"], "seed": trial["seed"], "status": trial["status"],
+                         **{c: trial[c] for c in axis_cols}, "step": m.step, "value": m.value})
+    history = pd.DataFrame(rows, columns=["run_id", "seed", "status", *axis_cols, "step", "value"])
+    history.attrs.update(runs.attrs, key=key)
+    return history
+
+
+def _search_all(client: "MlflowClient", experiment_id: str) -> list:
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _choose_parent(sweep_runs: list, parent: str):
+    if parent == "all" or not sweep_runs:
+        return None
+    if parent == "latest":
+        return max(sweep_runs, key=lambda r: r.info.start_time or 0)
+    for run in sweep_runs:
+        if run.info.run_id == parent:
+            return run
+    raise RunsNotFound(f"no sweep run with id {parent!r}; sweep runs: {[r.info.run_id for r in sweep_runs]}")
+
+
+def _axes_from_parent(parent) -> list[Axis]:
+    if parent is None or TAG_AXES not in parent.data.tags:
+        return []
+    try:
+        spec = json.loads(parent.data.tags[TAG_AXES])
+        return [Axis(str(a["name"]), tuple(str(label) for label in a["labels"])) for a in spec]
+    except (ValueError, KeyError, TypeError):
+        return []
+
+
+def _axes_from_trials(trials: list) -> list[Axis]:
+    """Axis order from trial tags when no parent says it: numbers ascending, else first seen."""
+    seen: dict[str, list[str]] = {}
+    for run in sorted(trials, key=lambda r: r.info.start_time or 0):
+        for tag, value in run.data.tags.items():
+            if tag.startswith(TAG_AXIS_PREFIX):
+                labels = seen.setdefault(tag[len(TAG_AXIS_PREFIX):], [])
+                if value not in labels:
+                    labels.append(value)
+    axes = []
+    for name, labels in seen.items():
+        try:
+            labels = sorted(labels, key=float)
+        except ValueError:
+            pass
+        axes.append(Axis(name, tuple(labels)))
+    return axes
+
+
+def _base_columns(axes: list[Axis]) -> list[str]:
+    return ["run_id", "run_name", "status", "start_time", "trial_id", "seed", "parent_run_id",
+            *(a.column for a in axes)]
+
+
+def _frame(rows: list[dict], base: list[str]) -> pd.DataFrame:
+    """Rows -> frame with the base columns first (present even with no trials), then params, metrics."""
+    frame = pd.DataFrame(rows)
+    extra = sorted(c for c in frame.columns if c not in base)
+    return frame.reindex(columns=base + extra)
+
+
+def _trial_row(run, axes: list[Axis]) -> dict:
+    tags, data = run.data.tags, run.data
+    params = typed_params(data.params)
+    seed = tags.get(TAG_SEED, data.params.get("seed"))
+    row = {
+        "run_id": run.info.run_id,
+        "run_name": run.info.run_name,
+        "status": run.info.status,
+        "start_time": pd.to_datetime(run.info.start_time, unit="ms") if run.info.start_time else pd.NaT,
+        "trial_id": tags.get(TAG_TRIAL_ID),
+        "seed": int(float(seed)) if seed not in (None, "", "None") else None,
+        "parent_run_id": tags.get(TAG_PARENT),
+    }
+    row.update({a.column: tags.get(TAG_AXIS_PREFIX + a.name) for a in axes})
+    row.update({PARAM_PREFIX + k: v for k, v in params.items()})
+    row.update({METRIC_PREFIX + k: v for k, v in data.metrics.items()})
+    return row

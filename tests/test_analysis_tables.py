@@ -1,0 +1,310 @@
+"""analysis/ against a real (temporary) MLflow store written exactly as the sweep layer will.
+
+One store per module (MLflow's sqlite setup costs seconds). The "masking" sweep has:
+an older sweep run with a stale trial (must be ignored), then the current sweep run with
+4-5 rows x seeds 0-2 including a FAILED, a RUNNING, a missing trial and a FAILED-then-
+FINISHED retry. The "ratio" experiment has two numeric/categorical axes and no sweep run
+(axes come from trial tags).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from analysis import ablation_table, build_report, load_history, load_runs, paired_comparison, render
+from analysis.cli import main
+from analysis.runs import RunsNotFound
+from analysis.tables import as_points
+
+MASKING = ["random patch 75 %", "time-only strips", "multi-block (4 blocks)", "frequency-only strips",
+           "single block 75 %"]
+ACC, ESC = "eval/synthetic/acc", "eval/esc50/acc"
+# (label, seed) -> (status, synthetic acc, esc50 acc); absent = never launched
+TRIALS = [
+    ("random patch 75 %", 0, "FINISHED", 0.70, 0.50), ("random patch 75 %", 1, "FINISHED", 0.72, 0.52),
+    ("random patch 75 %", 2, "FINISHED", 0.74, 0.54),
+    ("time-only strips", 0, "FINISHED", 0.705, 0.51), ("time-only strips", 1, "FINISHED", 0.735, 0.52),
+    ("time-only strips", 2, "RUNNING", None, None),
+    ("multi-block (4 blocks)", 0, "FINISHED", 0.80, 0.60), ("multi-block (4 blocks)", 1, "FAILED", None, None),
+    ("multi-block (4 blocks)", 1, "FINISHED", 0.83, 0.61), ("multi-block (4 blocks)", 2, "FINISHED", 0.84, 0.63),
+    ("frequency-only strips", 0, "FINISHED", 0.60, 0.40), ("frequency-only strips", 1, "FAILED", None, None),
+    ("single block 75 %", 0, "FINISHED", 0.75, 0.55), ("single block 75 %", 1, "RUNNING", None, None),
+    ("single block 75 %", 2, "FINISHED", 0.775, 0.56),
+]
+STRATEGY = {"random patch 75 %": "random", "time-only strips": "time", "multi-block (4 blocks)": "multiblock",
+            "frequency-only strips": "freq", "single block 75 %": "block"}
+
+
+def _log_run(client, exp, tags, params, metrics, status, start, history=()):
+    from mlflow.entities import Metric, Param
+
+    run = client.create_run(exp, start_time=start, tags=tags, run_name=tags.get("ajepa.trial_id"))
+    rid = run.info.run_id
+    batch = [Metric(k, v, start, 0) for k, v in metrics.items()]
+    batch += [Metric("train/loss", v, start + i, i * 10) for i, v in enumerate(history)]
+    client.log_batch(rid, metrics=batch, params=[Param(k, str(v)) for k, v in params.items()])
+    if status != "RUNNING":
+        client.set_terminated(rid, status, end_time=start + 1000)
+    return rid
+
+
+def _trial_tags(sweep, parent, trial_id, seed, axes):
+    tags = {"ajepa.role": "trial", "mlflow.parentRunId": parent, "ajepa.sweep": sweep,
+            "ajepa.spec_hash": "abc123", "ajepa.trial_id": trial_id, "ajepa.seed": str(seed),
+            "ajepa.git_commit": "deadbeef"}
+    tags.update({f"ajepa.axis.{name}": label for name, label in axes.items()})
+    return tags
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    from mlflow.tracking import MlflowClient
+
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    t = 1_700_000_000_000
+
+    exp = client.create_experiment("masking", artifact_location=str(root / "artifacts"))
+    old = client.create_run(exp, start_time=t, tags={"ajepa.role": "sweep"}).info.run_id
+    _log_run(client, exp, _trial_tags("masking", old, "stale", 0, {"masking": "random patch 75 %"}),
+             {}, {ACC: 0.01}, "FINISHED", t + 1)
+    axes_tag = json.dumps([{"name": "masking", "labels": MASKING}])
+    parent = client.create_run(exp, start_time=t + 100, tags={"ajepa.role": "sweep", "ajepa.axes": axes_tag})
+    parent = parent.info.run_id
+    for i, (label, seed, status, acc, esc) in enumerate(TRIALS):
+        params = {"seed": seed, "masking.strategy": STRATEGY[label], "masking.ratio": 0.75,
+                  "model.predictor_depth": 6, "model.patch_size": [16, 16], "optim.lr": 0.00015,
+                  "optim.steps": 200, "optim.epochs": None, "out_dir": "runs/x"}
+        if STRATEGY[label] == "time":
+            params["masking.strip_width"] = [1, 4]
+        metrics = {} if acc is None else {ACC: acc, ESC: esc, "eval/esc50/acc_std": 0.01,
+                                          "eval/esc50/fold1/acc": esc}
+        loss = [1.0 - 0.1 * k - 0.02 * seed - 0.05 * MASKING.index(label) for k in range(5)]
+        _log_run(client, exp, _trial_tags("masking", parent, f"t{i:02d}", seed, {"masking": label}),
+                 params, metrics, status, t + 200 + i, history=loss)
+
+    exp2 = client.create_experiment("ratio", artifact_location=str(root / "artifacts2"))
+    i = 0
+    for ratio in (0.7, 0.4):
+        for loss_kind in ("L2", "smooth L1"):
+            for seed in (0, 1):
+                acc = 0.5 + (0.1 if ratio == 0.7 else 0) + (0.05 if loss_kind == "L2" else 0) + 0.01 * seed
+                _log_run(client, exp2, _trial_tags("ratio", "p0", f"r{i}", seed, {"ratio": str(ratio), "loss": loss_kind}),
+                         {"masking.ratio": ratio, "seed": seed}, {ACC: acc}, "FINISHED", t + 500 + i,
+                         history=[1.0, 0.8, 0.7])
+                i += 1
+    return {"uri": uri, "root": root, "parent": parent}
+
+
+@pytest.fixture(scope="module")
+def runs(store):
+    return load_runs(store["uri"], "masking")
+
+
+@pytest.fixture(scope="module")
+def table(runs):
+    return ablation_table(as_points(runs))
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def test_load_runs_keeps_only_the_latest_sweeps_trials_with_typed_params(runs, store):
+    assert len(runs) == len(TRIALS)
+    assert set(runs["parent_run_id"]) == {store["parent"]}
+    assert [a.labels for a in runs.attrs["axes"]] == [tuple(MASKING)]
+    assert runs["seed"].dtype == "Int64"
+    assert set(runs["status"]) == {"FINISHED", "FAILED", "RUNNING"}
+    row = runs[runs["params.masking.strategy"] == "time"].iloc[0]
+    assert row["params.model.predictor_depth"] == 6
+    assert pd.api.types.is_integer_dtype(runs["params.model.predictor_depth"])
+    assert pd.api.types.is_float_dtype(runs["params.masking.ratio"])
+    assert row["params.masking.ratio"] == 0.75 and row["params.optim.lr"] == pytest.approx(1.5e-4)
+    assert row["params.model.patch_size"] == (16, 16) and row["params.masking.strip_width"] == (1, 4)
+    assert row["params.optim.epochs"] is None and row["params.out_dir"] == "runs/x"
+
+
+def test_load_runs_all_parents(store):
+    assert len(load_runs(store["uri"], "masking", parent="all")) == len(TRIALS) + 1
+
+
+def test_missing_store_and_experiment_are_clear_errors(store, tmp_path):
+    missing = f"sqlite:///{tmp_path}/nowhere/mlflow.db"
+    with pytest.raises(RunsNotFound, match="no MLflow store.*nowhere.*ajepa-sweep"):
+        load_runs(missing, "masking")
+    assert not (tmp_path / "nowhere").exists()
+    with pytest.raises(RunsNotFound, match=r"experiment 'nope' not found .*masking, ratio"):
+        load_runs(store["uri"], "nope")
+
+
+# --------------------------------------------------------------------------- table
+
+
+def test_table_rows_in_sweep_order_with_mean_std_n(table):
+    assert list(table.index) == MASKING
+    assert table.attrs["metrics"] == [ESC, ACC]  # headline metrics only: no acc_std, no folds
+    rnd = table.loc["random patch 75 %"]
+    assert rnd[(ACC, "mean")] == pytest.approx(72.0)
+    assert rnd[(ACC, "std")] == pytest.approx(2.0)
+    assert rnd[(ACC, "n")] == 3
+    multi = table.loc["multi-block (4 blocks)"]  # FAILED then FINISHED retry of seed 1 counts once
+    assert multi[(ACC, "mean")] == pytest.approx(np.mean([80, 83, 84]))
+    assert multi[(ACC, "std")] == pytest.approx(np.std([80, 83, 84], ddof=1))
+    assert (multi[(ACC, "n")], multi[("trials", "failed")], multi[("trials", "note")]) == (3, 0, "")
+
+
+def test_best_row_is_marked(table):
+    assert table[(ACC, "best")].tolist() == [False, False, True, False, False]
+    assert table[(ESC, "best")].sum() == 1 and table.loc["multi-block (4 blocks)", (ESC, "best")]
+
+
+def test_failed_running_and_missing_trials_are_counted(table):
+    freq = table.loc["frequency-only strips"]
+    assert freq[(ACC, "n")] == 1 and np.isnan(freq[(ACC, "std")])
+    assert [freq[("trials", k)] for k in ("expected", "finished", "running", "failed", "missing")] == [3, 1, 0, 1, 1]
+    assert freq[("trials", "note")] == "1 failed; 1 missing"
+    assert table.loc["time-only strips", ("trials", "note")] == "1 running"
+    assert table.loc["single block 75 %", ("trials", "running")] == 1
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def test_paired_comparison_separates_real_differences_from_noise(runs):
+    cmp = paired_comparison(as_points(runs), [ACC]).set_index("row")
+    assert cmp.attrs["reference"] == "random patch 75 %"
+    assert cmp.loc["random patch 75 %", "verdict"] == "reference"
+    multi = cmp.loc["multi-block (4 blocks)"]
+    raw = stats.ttest_rel([80, 83, 84], [70, 72, 74])
+    assert multi["n_pairs"] == 3 and multi["diff_mean"] == pytest.approx(np.mean([10, 11, 10]))
+    assert multi["p_value"] == pytest.approx(raw.pvalue)
+    assert multi["verdict"] == "better"
+    tested = cmp["p_value"].notna()
+    assert tested.sum() == 3  # time-only (n=2), multi-block (n=3), single block (n=2)
+    assert multi["p_adjusted"] == pytest.approx(min(1, 3 * raw.pvalue))  # smallest p: Holm factor m
+    assert multi["ci_low"] > 0
+    assert cmp.loc["time-only strips", "verdict"] == "n.s." and cmp.loc["time-only strips", "n_pairs"] == 2
+    assert cmp.loc["frequency-only strips", "verdict"] == "too few pairs (n=1)"
+    assert np.isnan(multi["boot_low"])  # bootstrap needs >= 5 pairs
+
+
+def test_reference_label_is_matched_forgivingly(runs):
+    cmp = paired_comparison(runs, [ACC], reference="Multi-Block (4 blocks)").set_index("row")
+    assert cmp.loc["multi-block (4 blocks)", "verdict"] == "reference"
+    assert cmp.loc["random patch 75 %", "verdict"] == "worse"
+    with pytest.raises(KeyError, match="no row labelled"):
+        paired_comparison(runs, [ACC], reference="nope")
+
+
+# --------------------------------------------------------------------------- formats
+
+
+@pytest.fixture(scope="module")
+def report(runs):
+    return build_report(runs, metrics=["synthetic/acc"], paper="masking", description="masking strategy")
+
+
+def test_markdown_shows_cells_significance_paper_and_trials(report):
+    md = render(report, "md")
+    main_table = md.split("### Paired comparisons")[0]
+    lines = {line.split("|")[1].strip(): line for line in main_table.splitlines() if line.startswith("| ")}
+    multi = lines["multi-block (4 blocks)"]
+    assert "**82.33 ± 2.08 (n=3)**" in multi and "+10.33*" in multi and "37.2" in multi and "3/3" in multi
+    assert "| ref " in lines["random patch 75 %"] and "34.8" in lines["random patch 75 %"]
+    freq = lines["frequency-only strips"]
+    assert "60.00 (n=1)" in freq and "-10.00†" in freq and "1/3 (1 failed; 1 missing)" in freq
+    assert "| +1.00 " in lines["time-only strips"] and "2/3 (1 running)" in lines["time-only strips"]
+    assert "single block 75 %" in lines and "paper AS-20K mAP" in md and "Holm" in md
+    assert "### Paired comparisons vs 'random patch 75 %'" in md
+
+
+def test_latex_is_booktabs_and_escaped(report):
+    tex = render(report, "latex")
+    for needle in ("\\toprule", "\\midrule", "\\bottomrule", "\\begin{tabular}{lrrrrl}",
+                   "\\textbf{82.33 $\\pm$ 2.08 (n=3)}", "random patch 75 \\%", "+10.33$^{*}$", "$\\Delta$"):
+        assert needle in tex, needle
+    body = [line for line in tex.splitlines() if line.endswith("\\\\")]
+    assert len(body) == 1 + len(MASKING) and all(line.count(" & ") == 5 for line in body)
+
+
+def test_csv_has_numbers_for_every_row(report, tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text(render(report, "csv"))
+    frame = pd.read_csv(path).set_index("row")
+    assert list(frame.index) == MASKING
+    assert frame.loc["multi-block (4 blocks)", f"{ACC} mean"] == pytest.approx(82.3333, abs=1e-3)
+    assert frame.loc["multi-block (4 blocks)", f"{ACC} verdict"] == "better"
+    assert frame.loc["frequency-only strips", "trials failed"] == 1
+    assert frame.loc["single block 75 %", "paper AS-20K mAP"] == 36.0
+    assert frame["reference"].tolist() == [True, False, False, False, False]
+
+
+# --------------------------------------------------------------------------- multi-axis, plots, CLI
+
+
+def test_multi_axis_rows_are_combinations_from_trial_tags(store):
+    runs = load_runs(store["uri"], "ratio")
+    assert runs.attrs["parent_run_id"] is None
+    assert [(a.name, a.labels) for a in runs.attrs["axes"]] == [("ratio", ("0.4", "0.7")), ("loss", ("L2", "smooth L1"))]
+    table = ablation_table(runs)
+    assert list(table.index) == ["0.4 / L2", "0.4 / smooth L1", "0.7 / L2", "0.7 / smooth L1"]
+    assert table.loc["0.7 / L2", (ACC, "mean")] == pytest.approx(0.655)
+    assert table.loc["0.7 / L2", (ACC, "best")]
+
+
+def _pixel_variance(path):
+    import matplotlib.image
+
+    return float(np.asarray(matplotlib.image.imread(path))[..., :3].var())
+
+
+def test_history_and_training_curves(runs, tmp_path):
+    from analysis.plots import plot_training_curves
+
+    history = load_history(runs, "train/loss")
+    assert len(history) == 5 * len(TRIALS) and set(history["step"]) == {0, 10, 20, 30, 40}
+    paths = plot_training_curves(history, tmp_path / "curves")
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and _pixel_variance(paths[0]) > 1e-3
+
+
+def test_cli_with_spec_prints_table_and_writes_every_output(store, tmp_path, capsys):
+    spec = tmp_path / "masking.yaml"
+    spec.write_text(f"name: masking\ndescription: A-JEPA masking\ntable: masking\nstorage: {store['root']}\n"
+                    "seeds: [0, 1, 2]\nmetrics: [eval/synthetic/acc]\naxes:\n  - name: masking\n    key: masking\n"
+                    "    values: [{label: x, value: {strategy: random}}]\n")
+    out = tmp_path / "out"
+    assert main([str(spec), "--out", str(out), "--reference", "multi-block (4 blocks)"]) == 0
+    printed = capsys.readouterr().out
+    assert "## masking — A-JEPA masking" in printed and "paper AS-20K mAP" in printed
+    assert "| multi-block (4 blocks) " in printed and "-10.33*" in printed
+    names = {p.name for p in out.iterdir()}
+    assert {"masking.md", "masking.tex", "masking.csv", "masking_comparisons.csv",
+            "masking_eval_synthetic_acc.png", "masking_eval_synthetic_acc.pdf",
+            "masking_train_loss.png", "masking_train_loss.pdf"} <= names
+    assert _pixel_variance(out / "masking_eval_synthetic_acc.png") > 1e-3
+
+
+def test_cli_experiment_name_latex_and_numeric_axis_plot(store, tmp_path, capsys):
+    out = tmp_path / "ratio"
+    assert main(["ratio", "--tracking-uri", store["uri"], "--format", "latex", "--out", str(out)]) == 0
+    assert "\\toprule" in capsys.readouterr().out
+    assert _pixel_variance(out / "ratio_eval_synthetic_acc.png") > 1e-3
+
+
+def test_cli_missing_store_names_uri_and_what_to_run(tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path}/none/mlflow.db"
+    assert main(["masking", "--tracking-uri", uri]) == 2
+    err = capsys.readouterr().err
+    assert uri in err and "ajepa-sweep" in err
+
+
+def test_store_is_real_sqlite(store):
+    with sqlite3.connect(store["root"] / "mlflow.db") as db:
+        assert db.execute("select count(*) from runs").fetchone()[0] == len(TRIALS) + 2 + 1 + 8
