@@ -1,0 +1,73 @@
+"""`ajepa-train`: pretrain A-JEPA from a YAML experiment plus dotted overrides.
+
+Thin by design: it loads the config, builds the evaluator and progress bar, and hands
+over to :class:`ajepa.train.Trainer`. The other entry points live beside their
+packages (`ajepa.sweep.cli`, `ajepa.eval.cli`, `ajepa.masks.figures`, `ajepa.data.stats`,
+`analysis.cli`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ajepa.config import ConfigError, load_config, save_config
+
+TRAIN_EPILOG = """\
+examples:
+  ajepa-train experiments/tiny.yaml
+  ajepa-train experiments/tiny.yaml optim.steps=500 masking.strategy=random masking.ratio=0.6
+  ajepa-train experiments/paper_vitb.yaml data.manifest=/data/audioset/unbal_train.json
+
+Overrides are dotted config keys (every key: docs/CONFIG.md); values are parsed as YAML.
+Pointing out_dir at a folder that holds a checkpoint resumes that run exactly.
+"""
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="ajepa-train", description="Pretrain A-JEPA on audio spectrograms.",
+        epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("config", help="experiment YAML, e.g. experiments/tiny.yaml")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as err:
+        print(f"ajepa-train: {err}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        import yaml
+
+        from ajepa.config import dump_config
+        print(yaml.safe_dump(dump_config(cfg), sort_keys=False))
+        return 0
+
+    from ajepa.eval import build_evaluator
+    from ajepa.train import RichProgress, Trainer
+    from ajepa.train.callbacks import Callback
+
+    class PrintLog(Callback):
+        def on_log(self, step, metrics):
+            print(f"step {step}: loss {metrics['train/loss']:.4f}", flush=True)
+
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, cfg.out_dir / "config.yaml")
+    progress = PrintLog() if args.no_progress else RichProgress()
+    try:
+        summary = Trainer(cfg, callbacks=[progress], evaluator=build_evaluator(cfg)).fit()
+    except ConfigError as err:
+        print(f"ajepa-train: {err}", file=sys.stderr)
+        return 2
+    (cfg.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in summary.items()}, indent=2))
+    print(f"checkpoint, metrics.jsonl and summary.json are in {cfg.out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(train_main())

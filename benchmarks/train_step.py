@@ -1,0 +1,96 @@
+"""Pretraining step throughput: steps/s, samples/s and achieved FLOP/s per model preset.
+
+    python benchmarks/train_step.py                        # tiny and base on this machine
+    python benchmarks/train_step.py --preset base --batch 64 --device cuda --precision bf16
+
+Masks come from the real collator (multi-block by default), so token counts are the
+ones training sees. FLOPs are counted analytically (matmuls + attention, 2 per MAC):
+target forward over all patches, context forward+backward (x3) over the context, and
+predictor forward+backward over context + targets. Prints numbers; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from ajepa.config import load_config
+from ajepa.masks import MaskCollator
+from ajepa.models import AJEPA
+from ajepa.models.vit import vit_flops_per_token
+
+
+def step_flops(cfg, n_all: int, n_ctx: int, n_tgt: int) -> float:
+    m = cfg.model
+    target = n_all * vit_flops_per_token(m.encoder_dim, m.encoder_depth, n_all, m.mlp_ratio)
+    context = 3 * n_ctx * vit_flops_per_token(m.encoder_dim, m.encoder_depth, n_ctx, m.mlp_ratio)
+    n_pred = n_ctx + n_tgt
+    predictor = 3 * n_pred * vit_flops_per_token(m.predictor_dim, m.predictor_depth, n_pred, m.mlp_ratio)
+    return target + context + predictor
+
+
+def bench(preset: str, batch: int, frames: int, device: str, precision: str, steps: int, warmup: int,
+          compile_: bool) -> dict:
+    cfg = load_config(None, [f"model.preset={preset}", f"frontend.target_frames={frames}",
+                             f"optim.batch_size={batch}", "optim.steps=1000", "optim.warmup=1",
+                             f"optim.precision={precision}"])
+    dev = torch.device(device)
+    model = AJEPA(cfg).to(dev).train()
+    forward = torch.compile(model, dynamic=True) if compile_ else model
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4,
+                            fused=dev.type == "cuda")
+    collate = MaskCollator(cfg.masking, cfg.grid, seed=0, total_steps=1000)
+    spec = torch.randn(batch, 1, cfg.frontend.num_mel_bins, frames)
+    batches = [collate([(s, {"spec": spec[i]}) for i in range(batch)]) for s in range(warmup + steps)]
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    flops = 0.0
+
+    def one(b):
+        with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+            loss, _ = forward(b["spec"].to(dev), b["context_idx"].to(dev), b["target_idx"].to(dev),
+                              b["target_block"].to(dev))
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        model.ema_update(0.996)
+
+    for b in batches[:warmup]:
+        one(b)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for b in batches[warmup:]:
+        one(b)
+        n_ctx, n_tgt = b["context_idx"].shape[1], b["target_idx"].shape[1]
+        flops += batch * step_flops(cfg, cfg.grid[0] * cfg.grid[1], n_ctx, n_tgt)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    return {"preset": preset, "grid": f"{cfg.grid[0]}x{cfg.grid[1]}", "batch": batch, "device": device,
+            "precision": precision, "steps/s": steps / elapsed, "samples/s": steps * batch / elapsed,
+            "TFLOP/s": flops / elapsed / 1e12, "GFLOP/sample": flops / (steps * batch) / 1e9}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=["tiny", "small", "base"], action="append")
+    parser.add_argument("--batch", type=int, default=None, help="default: 32 tiny, 8 small/base on CPU")
+    parser.add_argument("--frames", type=int, default=1024)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--compile", action="store_true")
+    args = parser.parse_args()
+    presets = args.preset or ["tiny", "base"]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
+    for preset in presets:
+        batch = args.batch or (32 if preset == "tiny" or args.device == "cuda" else 8)
+        row = bench(preset, batch, args.frames, args.device, args.precision, args.steps, args.warmup, args.compile)
+        print("  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+
+
+if __name__ == "__main__":
+    main()
