@@ -165,6 +165,22 @@ class ModelConfig(StrictModel):
 
 # --------------------------------------------------------------------------- masking
 
+#: How blocks sit on the patch grid (see ajepa.masks.geometry). "wrap": on the torus, a block
+#: that runs past the last row/column continues at the first, so every patch is equally
+#: likely to be target or context (I-JEPA's in-grid placement favours central patches).
+#: "wrap_time": wrap along time only. "inside": blocks lie inside the grid, every start
+#: position (last row and column included) equally likely.
+Placement = Literal["wrap", "wrap_time", "inside"]
+
+
+def _check_mask_ranges(model: Any, ranges: dict[str, tuple[float, float]]) -> Any:
+    """Each (min, max) field must satisfy low < min <= max <= high."""
+    for name, (low, high) in ranges.items():
+        a, b = getattr(model, name)
+        if not (low < a <= b <= high):
+            raise ValueError(f"{name} must satisfy {low} < min <= max <= {high}, got {(a, b)}")
+    return model
+
 
 class RandomMask(StrictModel):
     """Unstructured: `ratio` of all patches, uniformly at random, are targets."""
@@ -180,6 +196,10 @@ class TimeMask(StrictModel):
     ratio: float = Field(0.75, gt=0, lt=1)
     strip_width: tuple[int, int] = Field((1, 4), description="min/max strip width in patches")
 
+    @model_validator(mode="after")
+    def _widths(self) -> "TimeMask":
+        return _check_mask_ranges(self, {"strip_width": (0, math.inf)})
+
 
 class FreqMask(StrictModel):
     """Frequency strips: whole rows (every time patch) over spans of frequency patches."""
@@ -188,6 +208,10 @@ class FreqMask(StrictModel):
     ratio: float = Field(0.75, gt=0, lt=1)
     strip_width: tuple[int, int] = Field((1, 2), description="min/max strip height in patches")
 
+    @model_validator(mode="after")
+    def _widths(self) -> "FreqMask":
+        return _check_mask_ranges(self, {"strip_width": (0, math.inf)})
+
 
 class BlockMask(StrictModel):
     """One contiguous target block covering `ratio` of the grid."""
@@ -195,6 +219,11 @@ class BlockMask(StrictModel):
     strategy: Literal["block"] = "block"
     ratio: float = Field(0.75, gt=0, lt=1)
     aspect_ratio: Range = Field((0.75, 1.5), description="time/frequency extent ratio (>1: longer in time)")
+    placement: Placement = "wrap"
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "BlockMask":
+        return _check_mask_ranges(self, {"aspect_ratio": (0, math.inf)})
 
 
 class MultiBlockMask(StrictModel):
@@ -212,8 +241,20 @@ class MultiBlockMask(StrictModel):
     ratio: float | None = Field(
         None, gt=0, lt=1,
         description="if set, target scale is rescaled so that the expected union of blocks "
-        "covers about this share of the grid (see ajepa.masks.strategies)",
+        "covers about this share of the grid (see ajepa.masks.ratio)",
     )
+    placement: Placement = "wrap"
+    oversample: float = Field(
+        2.0, ge=1, le=8,
+        description="draw oversample x batch masks and keep those whose context size is nearest "
+        "the median, so equal-length batching drops fewer context patches (ajepa.masks.batch)",
+    )
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "MultiBlockMask":
+        return _check_mask_ranges(
+            self, {"scale": (0, 1), "aspect_ratio": (0, math.inf), "context_scale": (0, 1)}
+        )
 
 
 class TFMask(StrictModel):
@@ -226,7 +267,23 @@ class TFMask(StrictModel):
     p_time: float = Field(0.5, ge=0, le=1, description="probability a block grows into a time strip")
     context_scale: Range = (0.85, 1.0)
     min_keep: int = Field(4, ge=1)
-    ratio: float | None = Field(None, gt=0, lt=1)
+    ratio: float | None = Field(
+        None, gt=0, lt=1,
+        description="if set, block scale is rescaled so that the expected union of strips "
+        "covers about this share of the grid (see ajepa.masks.ratio)",
+    )
+    placement: Placement = "wrap"
+    oversample: float = Field(
+        2.0, ge=1, le=8,
+        description="draw oversample x batch masks and keep those whose context size is nearest "
+        "the median, so equal-length batching drops fewer context patches (ajepa.masks.batch)",
+    )
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "TFMask":
+        return _check_mask_ranges(
+            self, {"scale": (0, 1), "aspect_ratio": (0, math.inf), "context_scale": (0, 1)}
+        )
 
 
 BaseMask = Annotated[
@@ -240,10 +297,27 @@ class CurriculumSchedule(StrictModel):
 
     kind: Literal["constant", "linear", "root", "power", "exponential", "cosine", "step"] = "root"
     c0: float = Field(0.01, ge=0, le=1, description="initial competence (p at t=0)")
-    power: float = Field(2.0, gt=0, description="root degree for 'root'/'power' (2 = square root)")
+    power: float = Field(
+        2.0, gt=0,
+        description="root degree k for 'power': p = (t(1-c0^k)+c0^k)^(1/k); k=2 is 'root', "
+        "k=1 'linear', k<1 starts slowly",
+    )
     value: float = Field(0.5, ge=0, le=1, description="p for 'constant'")
-    steps: list[float] = Field(default_factory=lambda: [0.5], description="switch points for 'step'")
+    steps: list[float] = Field(
+        default_factory=lambda: [0.5],
+        description="switch points for 'step', as fractions of `end`: p rises by an equal share at each",
+    )
     end: float = Field(1.0, gt=0, le=1, description="progress at which p reaches 1")
+
+    @model_validator(mode="after")
+    def _valid_shape(self) -> "CurriculumSchedule":
+        if self.kind == "exponential" and self.c0 <= 0:
+            raise ValueError("schedule.kind='exponential' grows geometrically from c0: c0 must be > 0")
+        if self.kind == "step" and (
+            not self.steps or list(self.steps) != sorted(self.steps) or not all(0 < s <= 1 for s in self.steps)
+        ):
+            raise ValueError(f"schedule.steps must be increasing values in (0, 1], got {self.steps}")
+        return self
 
 
 class CurriculumMask(StrictModel):
