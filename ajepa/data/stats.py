@@ -1,0 +1,91 @@
+"""``ajepa-stats CONFIG [key=value ...]``: normalisation statistics of the pretraining data.
+
+Computes the global mean and standard deviation of the *un-normalised, un-padded* log-mel
+over the pretraining set (``frontend.norm='dataset'`` then reads them). Padding is left
+out because it is not audio: counting the zero frames of short clips would pull the mean
+towards 0 by an amount that depends on ``target_frames``. Sums are accumulated in float64
+per clip, so the result does not depend on clip order or worker count.
+
+The synthetic set needs no manual step: its stats are computed on first use (see
+``ajepa.data.tasks``), since the set itself is generated on first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ajepa.audio.features import fbank_settings, write_norm_stats
+from ajepa.config import ConfigError, load_config
+from ajepa.data.datasets import ClipDataset
+
+DEFAULT_MAX_CLIPS = 20000
+
+
+class _ClipMoments(Dataset):
+    """Per clip: (sum, sum of squares, count) of its log-mel values."""
+
+    def __init__(self, dataset: ClipDataset, indices: np.ndarray):
+        self.dataset, self.indices = dataset, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        spec = self.dataset.log_mel(int(self.indices[i])).to(torch.float64)
+        return torch.stack([spec.sum(), (spec * spec).sum(), torch.tensor(float(spec.numel()), dtype=torch.float64)])
+
+
+def compute_norm_stats(dataset: ClipDataset, max_clips: int | None = None, num_workers: int = 0) -> tuple[float, float, int]:
+    """(mean, std, clips used) of the raw log-mel; at most `max_clips` clips, evenly spaced
+    over the dataset so a cap still covers all of it."""
+    count = len(dataset) if max_clips is None else min(max_clips, len(dataset))
+    if count == 0:
+        raise ValueError(f"{dataset.name}: no clips to compute normalisation stats from")
+    indices = np.unique(np.linspace(0, len(dataset) - 1, count).round().astype(np.int64))
+    loader = DataLoader(_ClipMoments(dataset, indices), batch_size=None, num_workers=num_workers)
+    total = torch.zeros(3, dtype=torch.float64)
+    for moments in loader:
+        total += moments
+    mean = total[0] / total[2]
+    var = torch.clamp(total[1] / total[2] - mean * mean, min=0.0)
+    return float(mean), float(var.sqrt()), len(indices)
+
+
+def stats_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="ajepa-stats",
+        description="Compute the log-mel mean/std of the pretraining data and write stats.json beside it "
+        "(used by frontend.norm=dataset).",
+    )
+    parser.add_argument("config", help="experiment YAML (the same one you train with)")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.root=/data/audioset")
+    parser.add_argument("--max-clips", type=int, default=DEFAULT_MAX_CLIPS,
+                        help=f"clips to average over, evenly spaced (default {DEFAULT_MAX_CLIPS}; 0 = all)")
+    parser.add_argument("--out", type=Path, default=None, help="write here instead of beside the data")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as err:
+        print(f"ajepa-stats: {err}", file=sys.stderr)
+        return 2
+    from ajepa.data.tasks import build_pretrain_dataset, pretrain_stats_location  # tasks imports this module
+
+    dataset = build_pretrain_dataset(cfg, normalise=False)
+    mean, std, used = compute_norm_stats(dataset, args.max_clips or None, cfg.data.num_workers)
+    target = args.out if args.out is not None else pretrain_stats_location(cfg.data)
+    path = write_norm_stats(
+        target, mean, std, fbank_settings(cfg.frontend, cfg.data.sample_rate),
+        num_clips=used, dataset_clips=len(dataset), data_kind=cfg.data.kind, config=str(args.config),
+    )
+    print(f"mean={mean:.6f} std={std:.6f} over {used} of {len(dataset)} clips -> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(stats_main())
