@@ -15,12 +15,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from analysis.paper import available_tables
+from analysis.paper import available_tables, find_paper
 from analysis.plots import plot_ablation, plot_training_curves, slug
 from analysis.render import render
 from analysis.report import Report, build_report
 from analysis.runs import RunsNotFound, load_history, load_runs
 from analysis.source import SpecError, resolve_source
+from analysis.tables import latest_attempts
 
 FORMATS = ("md", "latex", "csv")
 
@@ -55,10 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         source = resolve_source(args.source, args.tracking_uri)
         runs = load_runs(source.uri, source.experiment, parent=args.parent, seeds=source.seeds, axes=source.axes)
+        # an explicit --paper must exist; a spec's `table:` without shipped numbers is only noted
+        spec_paper = source.table if source.table and find_paper(source.table) else None
         report = build_report(runs, metrics=args.metrics or source.metrics or None, reference=args.reference,
-                              paper=args.paper or source.table, title=source.name or source.experiment,
+                              paper=args.paper or spec_paper, title=source.name or source.experiment,
                               description=source.description, seeds=source.seeds, alpha=args.alpha,
                               points=not args.raw)
+        if source.table and not args.paper and spec_paper is None:
+            report.notes.append(f"no paper numbers for table {source.table!r} "
+                                f"(shipped: {', '.join(available_tables())})")
     except (RunsNotFound, SpecError, KeyError, ValueError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"ajepa-tables: error: {message}", file=sys.stderr)
@@ -87,7 +93,8 @@ def write_outputs(report: Report, runs, out_dir: Path, plots: bool = True) -> li
             if report.table[(metric, "n")].sum():
                 written += plot_ablation(report.table, metric, out_dir / f"{name}_{slug(metric)}",
                                          title=f"{report.title}: {metric}", reference=report.reference)
-        history = load_history(runs, "train/loss")
+        # one attempt per (row, seed), as in the table: a failed try and its retry are not averaged
+        history = load_history(latest_attempts(runs, report.axes), "train/loss")
         if not history.empty:
             written += plot_training_curves(history, out_dir / f"{name}_train_loss", title=f"{report.title}: train/loss")
     return written

@@ -21,12 +21,19 @@ def available_tables() -> list[str]:
     return sorted(p.stem for p in PAPER_DIR.glob("*.csv"))
 
 
+def find_paper(name: str | Path) -> Path | None:
+    """The CSV for a paper table name ("masking") or path, or None if there is none."""
+    path = Path(name)
+    if path.suffix == ".csv" and path.is_file():
+        return path
+    path = PAPER_DIR / f"{name}.csv"
+    return path if path.is_file() else None
+
+
 def paper_table(name: str | Path) -> pd.DataFrame:
     """A paper table by name ("masking") or CSV path; index = row label, columns = metrics."""
-    path = Path(name)
-    if not (path.suffix == ".csv" and path.is_file()):
-        path = PAPER_DIR / f"{name}.csv"
-    if not path.is_file():
+    path = find_paper(name)
+    if path is None:
         raise KeyError(f"no paper table {str(name)!r}; available: {', '.join(available_tables())} "
                        f"(or a CSV path)")
     frame = pd.read_csv(path, comment="#", dtype={"label": str}, skipinitialspace=True)

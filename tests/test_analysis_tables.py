@@ -22,6 +22,8 @@ from analysis.cli import main
 from analysis.runs import RunsNotFound
 from analysis.tables import as_points
 
+pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy")  # inside MLflow
+
 MASKING = ["random patch 75 %", "time-only strips", "multi-block (4 blocks)", "frequency-only strips",
            "single block 75 %"]
 ACC, ESC = "eval/synthetic/acc", "eval/esc50/acc"
@@ -296,6 +298,16 @@ def test_cli_experiment_name_latex_and_numeric_axis_plot(store, tmp_path, capsys
     assert main(["ratio", "--tracking-uri", store["uri"], "--format", "latex", "--out", str(out)]) == 0
     assert "\\toprule" in capsys.readouterr().out
     assert _pixel_variance(out / "ratio_eval_synthetic_acc.png") > 1e-3
+
+
+def test_cli_spec_table_without_paper_numbers_is_a_note(store, tmp_path, capsys):
+    spec = tmp_path / "ratio.yaml"
+    spec.write_text(f"name: ratio\ntable: curriculum\ntracking: {{uri: '{store['uri']}'}}\n")
+    assert main([str(spec), "--format", "csv"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("row,axis ratio,axis loss,") and "paper" not in printed.splitlines()[0]
+    assert main([str(spec), "--paper", "curriculum"]) == 2
+    assert "no paper table 'curriculum'" in capsys.readouterr().err
 
 
 def test_cli_missing_store_names_uri_and_what_to_run(tmp_path, capsys):
