@@ -56,14 +56,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         source = resolve_source(args.source, args.tracking_uri)
         runs = load_runs(source.uri, source.experiment, parent=args.parent, seeds=source.seeds, axes=source.axes)
+        # the spec file wins; without one, what the sweep run recorded from its spec
+        recorded = runs.attrs
+        table_name = source.table or recorded.get("table")
         # an explicit --paper must exist; a spec's `table:` without shipped numbers is only noted
-        spec_paper = source.table if source.table and find_paper(source.table) else None
-        report = build_report(runs, metrics=args.metrics or source.metrics or None, reference=args.reference,
-                              paper=args.paper or spec_paper, title=source.name or source.experiment,
-                              description=source.description, seeds=source.seeds, alpha=args.alpha,
-                              points=not args.raw)
-        if source.table and not args.paper and spec_paper is None:
-            report.notes.append(f"no paper numbers for table {source.table!r} "
+        spec_paper = table_name if table_name and find_paper(table_name) else None
+        report = build_report(runs, metrics=args.metrics or source.metrics or recorded.get("metrics") or None,
+                              reference=args.reference, paper=args.paper or spec_paper,
+                              title=source.name or source.experiment,
+                              description=source.description or recorded.get("description"),
+                              alpha=args.alpha, points=not args.raw)
+        if table_name and not args.paper and spec_paper is None:
+            report.notes.append(f"no paper numbers for table {table_name!r} "
                                 f"(shipped: {', '.join(available_tables())})")
     except (RunsNotFound, SpecError, KeyError, ValueError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import json
 import types
 import typing
 from pathlib import PurePath
@@ -43,12 +44,17 @@ def convert_param(key: str, value: str, run_params: Mapping[str, str] = {}) -> A
 
 
 def parse_literal(text: str) -> Any:
-    """Python literal if the string is one ("0.5", "None", "[1, 2]"), else the string itself."""
+    """Python literal ("0.5", "None", "(1, 2)") or JSON ("[true, null]": the sweep logs lists
+    and dicts as JSON) if the string is one, else the string itself."""
     if not isinstance(text, str):
         return text
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        pass
+    try:
+        return json.loads(text)
+    except ValueError:
         return text
 
 

@@ -160,7 +160,7 @@ def numeric_table(report: Report) -> pd.DataFrame:
     if report.paper is not None:
         for col in report.paper.columns:
             out[f"paper {col}"] = report.paper[col].to_numpy()
-    for stat in ("expected", "finished", "running", "failed", "missing", "note"):
+    for stat in ("expected", "finished", "running", "failed", "stopped", "missing", "note"):
         out[f"trials {stat}"] = table[(TRIALS, stat)].to_numpy()
     out["reference"] = out["row"].eq(report.reference)
     return out

@@ -7,8 +7,10 @@ Columns of :func:`load_runs`:
     run_id, run_name, status, start_time, trial_id, seed, parent_run_id,
     ``axis.<name>`` (the trial's value label per axis), ``params.<dotted key>`` (typed, see
     :mod:`analysis.params`) and ``metrics.<name>`` (the last logged value).
+``error`` and ``stop_reason`` hold why a trial FAILED or was KILLED.
 ``frame.attrs`` carries ``axes`` (list of :class:`Axis`, in sweep order), ``uri``,
-``experiment`` and ``parent_run_id``.
+``experiment``, ``parent_run_id`` and, from the parent run's tags when present, ``seeds``,
+``table``, ``metrics`` and ``description``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ TAG_AXIS_PREFIX = "ajepa.axis."
 TAG_SEED = "ajepa.seed"
 TAG_TRIAL_ID = "ajepa.trial_id"
 TAG_PARENT = "mlflow.parentRunId"
+TAG_ERROR = "ajepa.error"
+TAG_STOP = "ajepa.stop_reason"
+# what the sweep's parent run records about the spec (used when no spec file is given)
+TAG_SEEDS, TAG_TABLE, TAG_METRICS, TAG_NOTE = "ajepa.seeds", "ajepa.table", "ajepa.metrics", "mlflow.note.content"
 
 AXIS_PREFIX = "axis."
 PARAM_PREFIX = "params."
@@ -41,7 +47,8 @@ METRIC_PREFIX = "metrics."
 
 FINISHED = "FINISHED"
 RUNNING_STATES = ("RUNNING", "SCHEDULED")
-FAILED_STATES = ("FAILED", "KILLED")
+FAILED_STATES = ("FAILED",)
+STOPPED_STATES = ("KILLED",)  # early-stopped by the scheduler, or cut off by an interrupt
 
 
 @dataclass(frozen=True)
@@ -120,8 +127,10 @@ def load_runs(uri: str, experiment: str, parent: str = "latest", seeds: Iterable
     frame.attrs.update(
         axes=axes_list, uri=uri, experiment=experiment,
         parent_run_id=chosen_parent.info.run_id if chosen_parent is not None else None,
-        seeds=sorted(set(seeds)) if seeds is not None else None,
+        **_parent_metadata(chosen_parent),
     )
+    if seeds is not None:
+        frame.attrs["seeds"] = sorted(set(int(s) for s in seeds))
     return frame
 
 
@@ -173,6 +182,21 @@ def _axes_from_parent(parent) -> list[Axis]:
         return []
 
 
+def _parent_metadata(parent) -> dict:
+    """Seeds, paper table, metrics and description the sweep run recorded from its spec."""
+    tags = parent.data.tags if parent is not None else {}
+    meta = {"seeds": None, "table": tags.get(TAG_TABLE), "metrics": None, "description": tags.get(TAG_NOTE)}
+    for key, tag in (("seeds", TAG_SEEDS), ("metrics", TAG_METRICS)):
+        try:
+            value = json.loads(tags[tag]) if tag in tags else None
+        except ValueError:
+            value = None
+        meta[key] = value if isinstance(value, list) else None
+    if meta["seeds"] is not None:
+        meta["seeds"] = sorted({int(s) for s in meta["seeds"]})
+    return meta
+
+
 def _axes_from_trials(trials: list) -> list[Axis]:
     """Axis order from trial tags when no parent says it: numbers ascending, else first seen."""
     seen: dict[str, list[str]] = {}
@@ -193,8 +217,8 @@ def _axes_from_trials(trials: list) -> list[Axis]:
 
 
 def _base_columns(axes: list[Axis]) -> list[str]:
-    return ["run_id", "run_name", "status", "start_time", "trial_id", "seed", "parent_run_id",
-            *(a.column for a in axes)]
+    return ["run_id", "run_name", "status", "start_time", "trial_id", "seed", "parent_run_id", "error",
+            "stop_reason", *(a.column for a in axes)]
 
 
 def _frame(rows: list[dict], base: list[str]) -> pd.DataFrame:
@@ -216,6 +240,8 @@ def _trial_row(run, axes: list[Axis]) -> dict:
         "trial_id": tags.get(TAG_TRIAL_ID),
         "seed": int(float(seed)) if seed not in (None, "", "None") else None,
         "parent_run_id": tags.get(TAG_PARENT),
+        "error": tags.get(TAG_ERROR),
+        "stop_reason": tags.get(TAG_STOP),
     }
     row.update({a.column: tags.get(TAG_AXIS_PREFIX + a.name) for a in axes})
     row.update({PARAM_PREFIX + k: v for k, v in params.items()})

@@ -84,6 +84,11 @@ def _default_uri(storage: str, spec_path: Path) -> str:
     return beside if local_store_path(beside).exists() else uri
 
 
+def format_label(value) -> str:
+    """A plain axis value's label, as the sweep layer writes it (floats to 4 significant digits)."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def _axes(raw) -> list[Axis]:
     axes = []
     for axis in raw or []:
@@ -96,6 +101,6 @@ def _axes(raw) -> list[Axis]:
             elif isinstance(value, dict):
                 labels.append(str(value.get("value", value)))
             else:
-                labels.append(str(value))
+                labels.append(format_label(value))
         axes.append(Axis(str(axis["name"]), tuple(labels)))
     return axes

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.labels import join_labels, label_key
-from analysis.runs import (AXIS_PREFIX, FAILED_STATES, FINISHED, METRIC_PREFIX, RUNNING_STATES, Axis)
+from analysis.runs import (AXIS_PREFIX, FAILED_STATES, FINISHED, METRIC_PREFIX, RUNNING_STATES, STOPPED_STATES,
+                           Axis)
 
 ROW = "row"
 TRIALS = "trials"
@@ -131,7 +132,8 @@ def ablation_table(runs: pd.DataFrame, metrics: list[str] | None = None, axes: l
     Columns (a two-level index):
       ("axis", <axis name>)                    the row's label on each axis
       (<metric>, "mean" | "std" | "n" | "best") over finished seeds; std is the sample std
-      ("trials", "expected" | "finished" | "running" | "failed" | "missing" | "note")
+      ("trials", "expected" | "finished" | "running" | "failed" | "stopped" | "missing" | "note")
+        stopped = KILLED: early-stopped by the scheduler (ASHA) or cut off by an interrupt
     ``attrs``: axes, metrics, modes (metric -> "max"/"min").
     """
     axes = axes_of(runs, axes)
@@ -157,7 +159,7 @@ def ablation_table(runs: pd.DataFrame, metrics: list[str] | None = None, axes: l
     for metric in metrics:
         table[(metric, "best")] = _best_mask(table[(metric, "mean")], metric_mode(metric))
     ordered = [("axis", a.name) for a in axes] + [(m, s) for m in metrics for s in ("mean", "std", "n", "best")] + \
-              [(TRIALS, s) for s in ("expected", "finished", "running", "failed", "missing", "note")]
+              [(TRIALS, s) for s in ("expected", "finished", "running", "failed", "stopped", "missing", "note")]
     table = table.reindex(columns=pd.MultiIndex.from_tuples(ordered))
     table.attrs.update(axes=axes, metrics=metrics, modes={m: metric_mode(m) for m in metrics},
                        points=runs.attrs.get("points", []))
@@ -193,10 +195,11 @@ def _trial_counts(mine: pd.DataFrame, seeds: list[int], metrics: list[str]) -> d
         "finished": sum(s == FINISHED for s in states),
         "running": sum(s in RUNNING_STATES for s in states),
         "failed": sum(s in FAILED_STATES for s in states),
+        "stopped": sum(s in STOPPED_STATES for s in states),
         "missing": sum(s is None for s in states),
     }
-    notes = [f"{counts[k]} {k}" for k in ("failed", "running", "missing") if counts[k]]
-    other = len(states) - sum(counts[k] for k in ("finished", "running", "failed", "missing"))
+    notes = [f"{counts[k]} {k}" for k in ("failed", "stopped", "running", "missing") if counts[k]]
+    other = len(states) - sum(counts[k] for k in ("finished", "running", "failed", "stopped", "missing"))
     if other:
         notes.append(f"{other} other status")
     finished = mine[mine["status"] == FINISHED] if not mine.empty else mine

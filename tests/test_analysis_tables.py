@@ -4,7 +4,7 @@ One store per module (MLflow's sqlite setup costs seconds). The "masking" sweep 
 an older sweep run with a stale trial (must be ignored), then the current sweep run with
 4-5 rows x seeds 0-2 including a FAILED, a RUNNING, a missing trial and a FAILED-then-
 FINISHED retry. The "ratio" experiment has two numeric/categorical axes and no sweep run
-(axes come from trial tags).
+(axes come from trial tags) and one trial KILLED by the scheduler.
 """
 
 from __future__ import annotations
@@ -78,7 +78,9 @@ def store(tmp_path_factory):
     _log_run(client, exp, _trial_tags("masking", old, "stale", 0, {"masking": "random patch 75 %"}),
              {}, {ACC: 0.01}, "FINISHED", t + 1)
     axes_tag = json.dumps([{"name": "masking", "labels": MASKING}])
-    parent = client.create_run(exp, start_time=t + 100, tags={"ajepa.role": "sweep", "ajepa.axes": axes_tag})
+    parent = client.create_run(exp, start_time=t + 100, tags={
+        "ajepa.role": "sweep", "ajepa.axes": axes_tag, "ajepa.seeds": "[0, 1, 2]", "ajepa.table": "masking",
+        "mlflow.note.content": "masking strategy (recorded)"})
     parent = parent.info.run_id
     for i, (label, seed, status, acc, esc) in enumerate(TRIALS):
         params = {"seed": seed, "masking.strategy": STRATEGY[label], "masking.ratio": 0.75,
@@ -102,6 +104,10 @@ def store(tmp_path_factory):
                          {"masking.ratio": ratio, "seed": seed}, {ACC: acc}, "FINISHED", t + 500 + i,
                          history=[1.0, 0.8, 0.7])
                 i += 1
+    stopped = _trial_tags("ratio", "p0", "r-stopped", 2, {"ratio": "0.4", "loss": "L2"})
+    stopped["ajepa.stop_reason"] = "stopped early by the scheduler at step 40"
+    _log_run(client, exp2, stopped, {"masking.ratio": 0.4, "seed": 2, "eval.probe.l2_grid": "[true, null]"},
+             {}, "KILLED", t + 600)
     return {"uri": uri, "root": root, "parent": parent}
 
 
@@ -257,6 +263,10 @@ def test_multi_axis_rows_are_combinations_from_trial_tags(store):
     assert [(a.name, a.labels) for a in runs.attrs["axes"]] == [("ratio", ("0.4", "0.7")), ("loss", ("L2", "smooth L1"))]
     table = ablation_table(runs)
     assert list(table.index) == ["0.4 / L2", "0.4 / smooth L1", "0.7 / L2", "0.7 / smooth L1"]
+    assert table.loc["0.4 / L2", ("trials", "note")] == "1 stopped"  # KILLED by the scheduler: not a failure
+    assert table.loc["0.7 / L2", ("trials", "note")] == "1 missing"  # seed 2 exists elsewhere in the sweep
+    stopped = runs[runs["status"] == "KILLED"].iloc[0]
+    assert stopped["stop_reason"].startswith("stopped early") and stopped["params.eval.probe.l2_grid"] == (True, None)
     assert table.loc["0.7 / L2", (ACC, "mean")] == pytest.approx(0.655)
     assert table.loc["0.7 / L2", (ACC, "best")]
 
@@ -310,6 +320,13 @@ def test_cli_spec_table_without_paper_numbers_is_a_note(store, tmp_path, capsys)
     assert "no paper table 'curriculum'" in capsys.readouterr().err
 
 
+def test_cli_experiment_name_uses_what_the_sweep_run_recorded(store, capsys):
+    assert main(["masking", "--tracking-uri", store["uri"], "--metric", "synthetic/acc"]) == 0
+    printed = capsys.readouterr().out
+    assert "## masking — masking strategy (recorded)" in printed and "| paper AS-20K mAP" in printed
+    assert "1/3 (1 failed; 1 missing)" in printed  # expected seeds from the ajepa.seeds tag
+
+
 def test_cli_missing_store_names_uri_and_what_to_run(tmp_path, capsys):
     uri = f"sqlite:///{tmp_path}/none/mlflow.db"
     assert main(["masking", "--tracking-uri", uri]) == 2
@@ -319,4 +336,4 @@ def test_cli_missing_store_names_uri_and_what_to_run(tmp_path, capsys):
 
 def test_store_is_real_sqlite(store):
     with sqlite3.connect(store["root"] / "mlflow.db") as db:
-        assert db.execute("select count(*) from runs").fetchone()[0] == len(TRIALS) + 2 + 1 + 8
+        assert db.execute("select count(*) from runs").fetchone()[0] == len(TRIALS) + 2 + 1 + 8 + 1

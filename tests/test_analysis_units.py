@@ -138,7 +138,7 @@ def test_unstarted_rows_and_wholly_failed_rows_are_listed(tmp_path):
     table = ablation_table(runs)
     assert list(table.index) == ["L2", "L1", "cosine"]
     assert table.loc["L2", ("trials", "note")] == "1 missing"
-    assert table.loc["L1", ("trials", "note")] == "2 failed; 1 missing"
+    assert table.loc["L1", ("trials", "note")] == "1 failed; 1 stopped; 1 missing"
     assert table.loc["cosine", ("trials", "note")] == "3 missing" and table.loc["cosine", (ACC, "n")] == 0
     md = render(build_report(runs), "md")
     assert "| cosine " in md and "0/3 (3 missing)" in md
