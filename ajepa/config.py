@@ -402,10 +402,16 @@ class OptimConfig(StrictModel):
 
 
 class RegularizedMasking(StrictModel):
-    """A-JEPA Fig. 4: hide patches from attention during fine-tuning."""
+    """A-JEPA Fig. 4: hide patches from attention during fine-tuning (training steps only).
+
+    One axis, four values, so the paper's comparison is a sweep over ``mode``:
+    'attention' = the chosen patches stay in the sequence but no token may attend to them
+    (their outputs are built from the other patches); 'drop' = the patches are removed
+    from the sequence; 'zero' = the patches' spectrogram input is set to zero; 'none'.
+    """
 
     mode: Literal["attention", "drop", "zero", "none"] = "attention"
-    ratio: float = Field(0.1, ge=0, lt=1)
+    ratio: float = Field(0.1, ge=0, lt=1, description="share of patches masked per training sample")
 
 
 class FinetuneConfig(StrictModel):
@@ -419,14 +425,38 @@ class FinetuneConfig(StrictModel):
     specaug_time: int = Field(48, ge=0, description="max time-mask width in frames")
     mixup: float = Field(0.0, ge=0, description="mixup alpha; 0 disables")
     regularized_masking: RegularizedMasking = RegularizedMasking()
+    val_fraction: float = Field(
+        0.2, gt=0, lt=1, description="validation carved from train (epoch selection) when a task has none"
+    )
 
 
 class ProbeConfig(StrictModel):
-    pooling: Literal["mean", "freq_concat"] = "mean"
-    avg_last_k: int = Field(1, ge=1)
-    solver: Literal["lbfgs", "sgd"] = "lbfgs"
-    l2_grid: list[float] = Field(default_factory=lambda: [1e-4, 1e-3, 1e-2, 1e-1])
+    """Linear probe on frozen, cached embeddings (ajepa.eval.probe).
+
+    The L2 strength is chosen on a validation split (the task's own, else carved from
+    train), never on test; with `refit` the chosen model is refitted on train+val.
+    """
+
+    pooling: Literal["mean", "freq_concat"] = Field(
+        "mean", description="'mean': average of all patches; 'freq_concat': mean over time per "
+        "frequency row, rows concatenated (M2D)"
+    )
+    avg_last_k: int = Field(1, ge=1, description="average the last k encoder layers before pooling")
+    solver: Literal["lbfgs", "sgd"] = Field(
+        "lbfgs", description="'lbfgs': full-batch L-BFGS; 'sgd': minibatch Adam with early stopping (EVAR)"
+    )
+    l2_grid: list[float] = Field(
+        default_factory=lambda: [1e-4, 1e-3, 1e-2, 1e-1],
+        description="L2 strengths tried; loss = mean CE/BCE + l2 * ||W||^2 on standardised features",
+    )
     val_fraction: float = Field(0.2, gt=0, lt=1, description="validation carved from train when a task has none")
+    refit: bool = Field(True, description="refit the selected L2 on train+val before testing")
+    max_iter: int = Field(500, ge=1, description="L-BFGS iterations per fit")
+    sgd_epochs: int = Field(200, ge=1)
+    sgd_lr: float = Field(1e-3, gt=0)
+    sgd_batch_size: int = Field(128, ge=1)
+    sgd_patience: int = Field(20, ge=1, description="epochs without validation gain before stopping")
+    cache: bool = Field(True, description="keep extracted embeddings on disk under eval.cache_dir")
 
 
 class EvalTask(StrictModel):
@@ -451,7 +481,9 @@ class EvalConfig(StrictModel):
     tasks: list[EvalTask] = Field(default_factory=list)
     encoder: Literal["target", "context"] = "target"
     every_steps: int | None = Field(None, ge=1, description="also evaluate every N steps")
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, description="batch size of embedding extraction and evaluation passes")
+    seed: int | None = Field(None, description="seed of splits, probes and fine-tuning; default: the run's seed")
+    cache_dir: Path | None = Field(None, description="embedding cache; default <data.cache_dir>/embeddings")
     probe: ProbeConfig = ProbeConfig()
     finetune: FinetuneConfig = FinetuneConfig()
 
