@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         source = resolve_source(args.source, args.tracking_uri)
-        runs = load_runs(source.uri, source.experiment, parent=args.parent, seeds=source.seeds, axes=source.axes)
+        hint = f"ajepa-sweep {source.spec_path}" if source.spec_path else None
+        runs = load_runs(source.uri, source.experiment, parent=args.parent, seeds=source.seeds, axes=source.axes,
+                         run_hint=hint)
         # the spec file wins; without one, what the sweep run recorded from its spec
         recorded = runs.attrs
         table_name = source.table or recorded.get("table")

@@ -67,13 +67,13 @@ class RunsNotFound(LookupError):
     """No store, experiment or trial where we looked; the message says where and what to run."""
 
 
-def open_client(uri: str) -> "MlflowClient":
+def open_client(uri: str, run_hint: str = "ajepa-sweep SPEC.yaml") -> "MlflowClient":
     """An MlflowClient on an existing store. MLflow would create an empty one; we refuse."""
     store = local_store_path(uri)
     if store is not None and not store.exists():
         raise RunsNotFound(
             f"no MLflow store at {store} (tracking URI {uri}). Run the sweep first "
-            "(ajepa-sweep SPEC.yaml), or point --tracking-uri at the store it wrote."
+            f"({run_hint}), or point --tracking-uri at the store it wrote."
         )
     from mlflow.tracking import MlflowClient
 
@@ -92,7 +92,7 @@ def local_store_path(uri: str) -> Path | None:
 
 
 def load_runs(uri: str, experiment: str, parent: str = "latest", seeds: Iterable[int] | None = None,
-              axes: Iterable[Axis] | None = None) -> pd.DataFrame:
+              axes: Iterable[Axis] | None = None, run_hint: str | None = None) -> pd.DataFrame:
     """Trials of a sweep as a DataFrame (see module docstring).
 
     parent: "latest" = the children of the most recent sweep run (a re-launched sweep makes
@@ -100,14 +100,16 @@ def load_runs(uri: str, experiment: str, parent: str = "latest", seeds: Iterable
     in the experiment; or a parent run id. Without any sweep run, every trial is used.
     seeds / axes: what the spec expects (used for "missing" counts and row order when
     the parent run carries no ``ajepa.axes`` tag).
+    run_hint: the command that would create the runs, for error messages.
     """
-    client = open_client(uri)
+    run_hint = run_hint or f"ajepa-sweep sweeps/{experiment}.yaml"
+    client = open_client(uri, run_hint)
     found = client.get_experiment_by_name(experiment)
     if found is None:
         names = sorted(e.name for e in client.search_experiments())
         raise RunsNotFound(
             f"experiment {experiment!r} not found in {uri} (it has: {', '.join(names) or 'none'}). "
-            f"Run the sweep first (ajepa-sweep sweeps/{experiment}.yaml) or check tracking.experiment/--tracking-uri."
+            f"Run the sweep first ({run_hint}) or check tracking.experiment/--tracking-uri."
         )
     all_runs = _search_all(client, found.experiment_id)
     sweep_runs = [r for r in all_runs if r.data.tags.get(TAG_ROLE) == ROLE_SWEEP]

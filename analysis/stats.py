@@ -24,10 +24,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.runs import FINISHED, METRIC_PREFIX, Axis
-from analysis.tables import (ROW, axes_of, latest_attempts, metric_mode, metric_names, row_order)
 from analysis.labels import join_labels
-from analysis.tables import find_row
+from analysis.runs import FINISHED, METRIC_PREFIX, Axis
+from analysis.tables import ROW, axes_of, find_row, latest_attempts, metric_mode, metric_names, row_order
 
 REFERENCE = "reference"
 TOO_FEW = "too few pairs"
