@@ -1,0 +1,326 @@
+"""Evaluate an encoder on the configured downstream tasks: the Trainer's evaluator and the
+functions behind ``ajepa-eval``.
+
+- :func:`probe_encoder` / :func:`finetune_encoder`: one encoder, one built task -> metrics
+  named ``eval/<task>/...`` (the helper for "pretrained beats random" comparisons).
+- :func:`evaluate_task`: builds the task from an :class:`EvalTask` and runs its protocol.
+- :func:`build_evaluator`: the callable the Trainer runs at the end of pretraining (and
+  every ``eval.every_steps``); ``None`` when ``eval.tasks`` is empty.
+
+Linear probes extract embeddings once per task: a clip that appears in several folds
+(ESC-50: every clip is in one test fold and four training folds) is encoded once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ajepa.config import EvalConfig, EvalTask, TrainConfig, dump_config
+from ajepa.eval.embeddings import EmbeddingCache, Embeddings, encoder_fingerprint, extract_embeddings
+from ajepa.eval.finetune import finetune_fold
+from ajepa.eval.metrics import aggregate_folds
+from ajepa.eval.probe import probe_fold
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class FoldReport:
+    """How one fold's test numbers were obtained (the selection never used test)."""
+
+    name: str
+    metrics: dict[str, float]
+    selection: dict[str, Any]
+
+
+@dataclass
+class TaskResult:
+    """Aggregated ``eval/<task>/...`` metrics plus per-fold details for reports."""
+
+    task: str
+    protocol: str
+    metrics: dict[str, float]
+    folds: list[FoldReport] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def task_prefix(task: EvalTask | None, task_data: Any = None) -> str:
+    """Metric prefix: the EvalTask's ``name``, else its kind, else the built task's name."""
+    if task is not None:
+        return task.name or task.task
+    return str(getattr(task_data, "name", "task"))
+
+
+def fold_seed(seed: int, position: int) -> int:
+    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, position, 0xE7A1]).generate_state(1)[0])
+
+
+# --------------------------------------------------------------------------- embeddings
+
+
+def clip_key(dataset: Dataset, i: int, stable: bool = False):
+    """What makes item ``i`` of ``dataset`` the same clip as an item of another dataset.
+
+    Works for ``ajepa.data.datasets.ClipDataset`` (file or wave row, slice, gain, crop mode,
+    frontend); other datasets return None (no sharing across folds, still correct).
+    ``stable=True`` gives a key that means the same in another process (for the disk
+    cache): in-memory waves are then named by their ``.npy`` path, if any.
+    """
+    records = getattr(dataset, "records", None)
+    frontend = getattr(dataset, "frontend", None)
+    if records is None or frontend is None:
+        return None
+    record = records[i]
+    if record.path is not None:
+        source = record.path
+    else:
+        waves = getattr(dataset, "waves", None)
+        owner = getattr(waves, "path", None) if stable else id(waves)
+        source = ("wave", owner, record.wave_index)
+    return (source, record.start, record.duration, record.gain, bool(getattr(dataset, "train", False)),
+            repr(frontend))
+
+
+class _Picks(Dataset):
+    """Items ``(dataset, i)`` gathered from several datasets into one extraction pass."""
+
+    def __init__(self, picks: list[tuple[Dataset, int]]):
+        self.picks = picks
+
+    def __len__(self) -> int:
+        return len(self.picks)
+
+    def __getitem__(self, j: int) -> dict:
+        dataset, i = self.picks[j]
+        return dataset[i]
+
+
+def _split_datasets(task_data) -> list[tuple[str, str, Dataset]]:
+    out = []
+    for fold in task_data.folds:
+        for split in SPLITS:
+            dataset = getattr(fold, split)
+            if dataset is not None:
+                out.append((str(fold.name), split, dataset))
+    return out
+
+
+def task_data_key(task_data, task: EvalTask | None = None) -> str | None:
+    """Fingerprint of the task's clips (source, slice, frontend of each item) for the disk cache.
+
+    None when some clip cannot be named across processes (a dataset type without
+    records, or in-memory waves without a file): such tasks are never cached on disk,
+    since a stale hit would silently evaluate other data.
+    """
+    digest = hashlib.sha1()
+    if task is not None:
+        digest.update(json.dumps(task.model_dump(mode="json"), sort_keys=True).encode())
+    for fold_name, split, dataset in _split_datasets(task_data):
+        keys = [clip_key(dataset, i, stable=True) for i in range(len(dataset))]
+        if any(k is None or (isinstance(k[0], tuple) and k[0][1] is None) for k in keys):
+            return None
+        digest.update(f"{fold_name}/{split}/{len(dataset)}".encode())
+        digest.update(repr(keys).encode())
+    return digest.hexdigest()
+
+
+def embed_task(
+    encoder: torch.nn.Module, task_data, eval_cfg: EvalConfig, device: torch.device | str | None = None,
+) -> dict[tuple[str, str], Embeddings]:
+    """``{(fold name, split): Embeddings}`` with every distinct clip encoded once."""
+    splits = _split_datasets(task_data)
+    picks: list[tuple[Dataset, int]] = []
+    where: dict[Any, int] = {}
+    rows: dict[tuple[str, str], list[int]] = {}
+    for fold_name, split, dataset in splits:
+        positions = []
+        for i in range(len(dataset)):
+            key = clip_key(dataset, i)
+            key = key if key is not None else (id(dataset), i)
+            if key not in where:
+                where[key] = len(picks)
+                picks.append((dataset, i))
+            positions.append(where[key])
+        rows[(fold_name, split)] = positions
+    probe = eval_cfg.probe
+    everything = extract_embeddings(encoder, _Picks(picks), probe.pooling, probe.avg_last_k,
+                                    eval_cfg.batch_size, device)
+    out = {}
+    for (fold_name, split), positions in rows.items():
+        part = everything.take(np.asarray(positions, dtype=np.int64))
+        # The item's own index within its split dataset, as the interface defines it.
+        part.index = np.arange(len(positions), dtype=np.int64)
+        out[(fold_name, split)] = part
+    return out
+
+
+def cached_task_embeddings(
+    encoder: torch.nn.Module, task_data, eval_cfg: EvalConfig, cache: EmbeddingCache | None,
+    task: EvalTask | None = None, device: torch.device | str | None = None,
+) -> dict[tuple[str, str], Embeddings]:
+    """:func:`embed_task`, read from / written to ``cache`` when one is given."""
+    data_key = None if cache is None or cache.folder is None else task_data_key(task_data, task)
+    if data_key is None:
+        return embed_task(encoder, task_data, eval_cfg, device)
+    key = EmbeddingCache.key(encoder_fingerprint(encoder), data_key, eval_cfg.probe.pooling,
+                             eval_cfg.probe.avg_last_k)
+    stored = cache.load(key)
+    splits = [(f, s) for f, s, _ in _split_datasets(task_data)]
+    if stored is not None and stored.index.shape[0] == len(splits) + 1:
+        # Packed layout: offsets of each (fold, split) block live in `index`.
+        offsets = stored.index
+        return {fs: Embeddings(stored.features[offsets[j]:offsets[j + 1]], stored.labels[offsets[j]:offsets[j + 1]],
+                               np.arange(offsets[j + 1] - offsets[j], dtype=np.int64))
+                for j, fs in enumerate(splits)}
+    out = embed_task(encoder, task_data, eval_cfg, device)
+    parts = [out[fs] for fs in splits]
+    offsets = np.cumsum([0] + [len(p) for p in parts]).astype(np.int64)
+    packed = Embeddings(np.concatenate([p.features for p in parts]), np.concatenate([p.labels for p in parts]), offsets)
+    cache.save(key, packed)
+    return out
+
+
+# --------------------------------------------------------------------------- protocols
+
+
+def probe_encoder(
+    encoder: torch.nn.Module, task_data, eval_cfg: EvalConfig, *, seed: int = 0, prefix: str | None = None,
+    cache: EmbeddingCache | None = None, task: EvalTask | None = None, device: torch.device | str | None = None,
+    details: list[FoldReport] | None = None,
+) -> dict[str, float]:
+    """Linear-probe metrics ``eval/<prefix>/...`` of a frozen encoder on a built task.
+
+    ``details``, when a list is given, receives one :class:`FoldReport` per fold.
+    """
+    prefix = prefix or task_prefix(task, task_data)
+    embeddings = cached_task_embeddings(encoder, task_data, eval_cfg, cache, task, device)
+    per_fold, names = [], []
+    for position, fold in enumerate(task_data.folds):
+        name = str(fold.name)
+        result = probe_fold(
+            embeddings[(name, "train")], embeddings.get((name, "val")), embeddings[(name, "test")],
+            task_data.num_classes, task_data.multilabel, task_data.metric, eval_cfg.probe,
+            fold_seed(seed, position),
+        )
+        per_fold.append(result.metrics)
+        names.append(name)
+        if details is not None:
+            selection = {"l2": result.l2, f"val_{task_data.metric}": result.val_score,
+                         "val_scores": {str(k): v for k, v in result.val_scores.items()}}
+            if result.epochs is not None:
+                selection["epochs"] = result.epochs
+            details.append(FoldReport(name, result.metrics, selection))
+    return aggregate_folds(prefix, per_fold, names)
+
+
+def finetune_encoder(
+    encoder: torch.nn.Module, task_data, eval_cfg: EvalConfig, *, seed: int = 0, prefix: str | None = None,
+    task: EvalTask | None = None, device: torch.device | str | None = None,
+    details: list[FoldReport] | None = None,
+) -> dict[str, float]:
+    """Fine-tuning metrics ``eval/<prefix>/...``; each fold fine-tunes its own copy of ``encoder``."""
+    prefix = prefix or task_prefix(task, task_data)
+    per_fold, names = [], []
+    for position, fold in enumerate(task_data.folds):
+        result = finetune_fold(
+            encoder, fold.train, fold.val, fold.test, task_data.num_classes, task_data.multilabel,
+            task_data.metric, eval_cfg.finetune, fold_seed(seed, position), eval_cfg.batch_size, device,
+        )
+        per_fold.append(result.metrics)
+        names.append(str(fold.name))
+        if details is not None:
+            details.append(FoldReport(str(fold.name), result.metrics, {
+                "best_epoch": result.best_epoch, f"val_{task_data.metric}": result.val_score,
+                "val_history": result.val_history,
+            }))
+    return aggregate_folds(prefix, per_fold, names)
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+def build_task_data(task: EvalTask, cfg: TrainConfig):
+    """The datasets of ``task`` under the pretraining frontend (``ajepa.data.tasks.build_task``).
+
+    The pretraining data config is passed along, so a synthetic task is the very set the
+    encoder was pretrained on (its held-out splits), generated with the same parameters.
+    """
+    from ajepa.data.tasks import build_task
+
+    return build_task(task, cfg.frontend, cfg.data.sample_rate, cfg.data.cache_dir, data=cfg.data)
+
+
+def default_cache(cfg: TrainConfig) -> EmbeddingCache:
+    folder = cfg.eval.cache_dir if cfg.eval.cache_dir is not None else Path(cfg.data.cache_dir) / "embeddings"
+    return EmbeddingCache(folder if cfg.eval.probe.cache else None)
+
+
+def evaluate_task(
+    encoder: torch.nn.Module, task: EvalTask, cfg: TrainConfig, *, task_data=None,
+    cache: EmbeddingCache | None = None, device: torch.device | str | None = None,
+) -> TaskResult:
+    """Run ``task.protocol`` on ``task`` (built from ``cfg`` unless ``task_data`` is given)."""
+    started = time.perf_counter()
+    if task_data is None:
+        task_data = build_task_data(task, cfg)
+    seed = cfg.eval.seed if cfg.eval.seed is not None else cfg.seed
+    folds: list[FoldReport] = []
+    if task.protocol == "linear":
+        metrics = probe_encoder(encoder, task_data, cfg.eval, seed=seed, cache=cache, task=task, device=device,
+                                details=folds)
+    elif task.protocol == "finetune":
+        metrics = finetune_encoder(encoder, task_data, cfg.eval, seed=seed, task=task, device=device, details=folds)
+    else:
+        raise ValueError(f"unknown eval protocol {task.protocol!r}: choose linear or finetune")
+    return TaskResult(task_prefix(task, task_data), task.protocol, metrics, folds, time.perf_counter() - started)
+
+
+def build_evaluator(cfg: TrainConfig) -> Callable[[dict[str, torch.nn.Module], int], dict[str, float]] | None:
+    """The Trainer's evaluator: ``evaluator({"target": enc, "context": enc}, step) -> metrics``.
+
+    Tasks are built on the first call and kept. Embeddings stay in memory (the encoder
+    changes between calls, so a disk cache would never be hit). The global RNG is forked,
+    so evaluating mid-run does not change the rest of pretraining.
+    """
+    if not cfg.eval.tasks:
+        return None
+    names = [task_prefix(t) for t in cfg.eval.tasks]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(
+            f"eval.tasks: metric prefixes {duplicates} repeat; give each task a distinct `name`"
+        )
+    built: dict[int, Any] = {}
+
+    def evaluator(encoders: dict[str, torch.nn.Module], step: int) -> dict[str, float]:
+        which = cfg.eval.encoder
+        if which not in encoders:
+            raise KeyError(f"eval.encoder={which!r} but the Trainer passed only {sorted(encoders)}")
+        encoder = encoders[which]
+        device = next(encoder.parameters()).device
+        metrics: dict[str, float] = {}
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            for position, task in enumerate(cfg.eval.tasks):
+                if position not in built:
+                    built[position] = build_task_data(task, cfg)
+                result = evaluate_task(encoder, task, cfg, task_data=built[position], device=device)
+                metrics.update(result.metrics)
+        return metrics
+
+    return evaluator
+
+
+__all__ = [
+    "FoldReport", "TaskResult", "build_evaluator", "build_task_data", "embed_task", "evaluate_task",
+    "finetune_encoder", "probe_encoder", "task_prefix", "default_cache", "cached_task_embeddings",
+]
