@@ -18,6 +18,7 @@ from ajepa.data.tasks import (
     SPEECH_COMMANDS_WORDS,
     build_pretrain_dataset,
     build_task,
+    pretrain_stats_location,
 )
 
 RATE = 16000
@@ -297,4 +298,19 @@ def test_dataset_norm_for_real_data_asks_for_ajepa_stats(esc50, tmp_path):
     cfg = load_config(None, {"data": {"kind": "esc50", "root": str(esc50)}, "frontend": {"norm": "dataset"},
                              "optim": {"steps": 10, "warmup": 1}})
     with pytest.raises(ValueError, match=rf"{esc50}/stats\.json.*ajepa-stats CONFIG"):
+        build_pretrain_dataset(cfg)
+
+
+def test_pretraining_manifest_takes_its_train_rows(tmp_path):
+    for i in range(4):
+        write_wav(tmp_path / "m" / f"{i}.wav", seed=i)
+    (tmp_path / "m" / "list.csv").write_text("path,label,split\n0.wav,a,train\n1.wav,b,train\n2.wav,a,test\n3.wav,b,val\n")
+    for data in ({"kind": "manifest", "manifest": str(tmp_path / "m" / "list.csv")},
+                 {"kind": "manifest", "root": str(tmp_path / "m" / "list.csv")}):
+        cfg = load_config(None, {"data": data, "optim": {"steps": 10, "warmup": 1}})
+        dataset = build_pretrain_dataset(cfg)
+        assert [Path(r.path).name for r in dataset.records] == ["0.wav", "1.wav"]
+        assert pretrain_stats_location(cfg.data) == tmp_path / "m"
+    cfg = load_config(None, {"data": {"kind": "manifest", "root": str(tmp_path / "m")}, "optim": {"steps": 10, "warmup": 1}})
+    with pytest.raises(DatasetLayoutError, match="needs data.manifest"):
         build_pretrain_dataset(cfg)

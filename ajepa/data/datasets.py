@@ -18,10 +18,11 @@ Design notes, each answering a failure seen in practice:
 - **Millions of records.** Records live in a :class:`RecordTable` of numpy arrays, not a
   list of Python objects: DataLoader workers fork the dataset, and touching millions of
   refcounted objects copies their pages into every worker.
-- **Reproducible crops.** Indexing with ``(step, index)`` (what ``ajepa.data.loader``'s
-  batch sampler yields) seeds the random crop from ``(crop_seed, step, index)``, so crops
-  are identical across worker counts and after a resume. A plain integer index uses
-  torch's global RNG (seeded per worker by the DataLoader).
+- **Reproducible crops.** A plain integer index draws the random crop from torch's global
+  RNG, which ``ajepa.data.loader.StepTaggedDataset`` seeds from ``(seed, step, index)``
+  around each item. Indexing with ``(step, index)`` seeds a private generator from
+  ``(crop_seed, step, index)`` instead, for callers without that wrapper. Either way crops
+  are identical across worker counts and after a resume.
 """
 
 from __future__ import annotations

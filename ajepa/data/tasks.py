@@ -285,13 +285,15 @@ def _silence_slices(noise_dir: Path, clip_seconds: float) -> dict[str, list[tupl
 # --------------------------------------------------------------------------- AudioSet
 
 
-def audioset_source(manifests: Sequence[Path], root: Path | None, skip_missing: bool) -> Source:
+def audioset_source(manifests: Sequence[Path], root: Path | None, skip_missing: bool,
+                    clip_index: dict[str, str] | None = None) -> Source:
     """AudioSet from AST/Audio-MAE JSON manifests or official ``*_segments.csv`` files.
 
     JSON: ``{"data": [{"wav": path, "labels": "/m/a,/m/b"}]}``, paths relative to the
     JSON's folder unless absolute. Segments CSV: clips found anywhere under `root` (default:
     the CSV's folder) as ``<YTID>.<ext>`` or ``Y<YTID>.<ext>``. Labels index
-    ``class_labels_indices.csv`` (beside the manifest, or in `root`).
+    ``class_labels_indices.csv`` (beside the manifest, or in `root`). Pass `clip_index`
+    (from :func:`index_clips`) to reuse one walk of a large clip tree.
     """
     manifests = [Path(m) for m in manifests]
     for manifest in manifests:
@@ -301,7 +303,6 @@ def audioset_source(manifests: Sequence[Path], root: Path | None, skip_missing: 
     mid_index = {mid: i for i, mid in enumerate(mids)}
     records: list[ClipRecord] = []
     missing: list[str] = []
-    clip_index: dict[str, str] | None = None
     for manifest in manifests:
         if manifest.suffix.lower() == ".json":
             records += _audioset_json(manifest, mid_index)
@@ -519,8 +520,10 @@ def _task_source(task: EvalTask, data: DataConfig, sample_rate: int, clip_second
         root = Path(task.root) if task.root is not None else None
         train = audioset_manifests(root, task.manifest, ("balanced_train_segments.csv",))
         test = audioset_manifests(root, task.test_manifest, ("eval_segments.csv",))
-        train_source = audioset_source(train, root, skip)
-        test_source = audioset_source(test, root, skip)
+        clips = index_clips(root) if root is not None and any(m.suffix.lower() != ".json" for m in train + test) \
+            else None
+        train_source = audioset_source(train, root, skip, clips)
+        test_source = audioset_source(test, root, skip, clips)
         records = [_with_split(r, "train") for r in train_source.records] + \
                   [_with_split(r, "test") for r in test_source.records]
         return Source("audioset", records, train_source.class_names, True, train_source.stats_location,
@@ -605,8 +608,8 @@ def pretrain_source(data: DataConfig) -> Source:
                                        ("unbalanced_train_segments.csv", "balanced_train_segments.csv"))
         return audioset_source(manifests, root, data.skip_bad_files)
     elif kind == "manifest":
-        records, class_names, multilabel = manifest_records(data.manifest or data.root)  # type: ignore[arg-type]
-        source = Source("manifest", records, class_names, multilabel, Path(data.manifest or data.root).parent)
+        records, class_names, multilabel = manifest_records(_manifest_path(data))
+        source = Source("manifest", records, class_names, multilabel, pretrain_stats_location(data))
         if any(r.split for r in records):
             source.records = source.split("train")
         return source
@@ -621,13 +624,26 @@ def pretrain_source(data: DataConfig) -> Source:
 
 
 def pretrain_stats_location(data: DataConfig) -> Path:
-    """Where the pretraining data's stats.json lives (the data root; the synthetic cache
-    folder; a root-less manifest's folder)."""
+    """Where the pretraining data's stats.json lives: the synthetic cache folder, the
+    manifest's folder (kind manifest), else the data root (or a root-less AudioSet
+    manifest's folder). ``ajepa-stats`` writes there and training reads there."""
     if data.kind == "synthetic":
         return synthetic_folder(data.synthetic, data.sample_rate, data.clip_seconds, data.cache_dir)
+    if data.kind == "manifest":
+        return _manifest_path(data).parent
     if data.root is not None:
         return Path(data.root)
     return Path(data.manifest).parent  # type: ignore[arg-type]
+
+
+def _manifest_path(data: DataConfig) -> Path:
+    """data.manifest, or data.root when that is the CSV itself."""
+    if data.manifest is not None:
+        return Path(data.manifest)
+    if data.root is not None and Path(data.root).is_file():
+        return Path(data.root)
+    raise DatasetLayoutError(f"data.kind=manifest needs data.manifest: a CSV with header path,label[,split] "
+                             f"(data.root={data.root} is not a file)")
 
 
 def build_pretrain_dataset(cfg: TrainConfig, normalise: bool = True) -> ClipDataset:
@@ -635,6 +651,7 @@ def build_pretrain_dataset(cfg: TrainConfig, normalise: bool = True) -> ClipData
     default), crop randomness seeded by ``cfg.seed``. ``normalise=False`` gives raw log-mel
     (what ``ajepa-stats`` averages)."""
     source = _validated(pretrain_source(cfg.data), cfg.data.skip_bad_files)
+    source.stats_location = pretrain_stats_location(cfg.data)
     if not source.records:
         raise DatasetLayoutError(f"pretraining data ({cfg.data.kind}) has no clips in its train split")
     stats = _norm_stats(cfg.frontend, source, cfg.data.sample_rate) if normalise else None
