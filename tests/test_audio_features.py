@@ -124,3 +124,23 @@ def test_corrupt_stats_file_is_reported(tmp_path):
     (tmp_path / "stats.json").write_text('{"mean": 1.0}')
     with pytest.raises(NormStatsError, match="not a valid stats file"):
         resolve_norm_stats(FrontendConfig(norm="dataset"), tmp_path)
+
+
+def test_frontend_runs_single_threaded_and_restores_the_thread_count():
+    seen = []
+    frontend = Frontend(FrontendConfig(target_frames=16), RATE, None)
+    original_log_mel = Frontend.log_mel
+
+    def spy(self, wave):
+        seen.append(torch.get_num_threads())
+        return original_log_mel(self, wave)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        Frontend.log_mel = spy
+        frontend(sine(440, 0.1))
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        Frontend.log_mel = original_log_mel
+        torch.set_num_threads(before)

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 import torchaudio.compliance.kaldi as kaldi
 
+from ajepa.audio.io import single_threaded
 from ajepa.config import NORM_PRESETS, FrontendConfig
 
 STATS_FILE = "stats.json"
@@ -85,18 +86,19 @@ class Frontend:
         wave = wave.reshape(1, -1).to(torch.float32)
         if wave.shape[1] < self.window_samples:
             wave = torch.nn.functional.pad(wave, (0, self.window_samples - wave.shape[1]))
-        fbank = kaldi.fbank(
-            wave - wave.mean(),
-            htk_compat=self.cfg.htk_compat,
-            sample_frequency=self.sample_rate,
-            use_energy=False,
-            window_type=self.cfg.window_type,
-            num_mel_bins=self.num_mel_bins,
-            dither=self.cfg.dither,
-            frame_shift=self.cfg.frame_shift_ms,
-            frame_length=self.cfg.frame_length_ms,
-        )
-        return fbank.transpose(0, 1).contiguous()
+        with single_threaded():
+            fbank = kaldi.fbank(
+                wave - wave.mean(),
+                htk_compat=self.cfg.htk_compat,
+                sample_frequency=self.sample_rate,
+                use_energy=False,
+                window_type=self.cfg.window_type,
+                num_mel_bins=self.num_mel_bins,
+                dither=self.cfg.dither,
+                frame_shift=self.cfg.frame_shift_ms,
+                frame_length=self.cfg.frame_length_ms,
+            )
+            return fbank.transpose(0, 1).contiguous()
 
     def fit_frames(self, spec: torch.Tensor, train: bool, generator: torch.Generator | None = None) -> torch.Tensor:
         """Pad ``[F, T]`` with zeros at the end, or crop it (random if `train`, else centred)."""
@@ -119,8 +121,9 @@ class Frontend:
         return (spec - mean) / (2.0 * std)
 
     def __call__(self, wave: torch.Tensor, train: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
-        spec = self.fit_frames(self.log_mel(wave), train, generator)
-        return self.normalise(spec).unsqueeze(0)
+        with single_threaded():
+            spec = self.fit_frames(self.log_mel(wave), train, generator)
+            return self.normalise(spec).unsqueeze(0)
 
 
 # --------------------------------------------------------------------------- statistics
