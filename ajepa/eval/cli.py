@@ -14,7 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-from ajepa.config import ConfigError, EvalTask, apply_overrides, build_config, dump_config, parse_override
+from pydantic import ValidationError
+
+from ajepa.config import (
+    ConfigError, EvalTask, apply_overrides, build_config, dump_config, format_validation_error, parse_override,
+)
 
 EPILOG = """\
 examples:
@@ -51,7 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides (see below)")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # overrides may come before or after options
 
 
 def task_from_args(args: argparse.Namespace, task_overrides: dict) -> EvalTask:
@@ -63,8 +67,9 @@ def task_from_args(args: argparse.Namespace, task_overrides: dict) -> EvalTask:
         raise ConfigError(f"--task {args.task} needs --data PATH (the dataset folder or manifest)")
     try:
         return EvalTask.model_validate({**fields, **task_overrides})
-    except Exception as err:  # pydantic ValidationError: name the override keys
-        raise ConfigError(f"invalid task settings {sorted(task_overrides)}: {err}") from None
+    except ValidationError as err:
+        message = format_validation_error(err, "ajepa-eval task arguments")
+        raise ConfigError(message.replace("\n  ", "\n  task.")) from None
 
 
 def split_overrides(items: list[str]) -> tuple[dict, dict]:
