@@ -54,7 +54,7 @@ class MaskBatch:
 
     context: np.ndarray  # bool [B, N]
     blocks: np.ndarray | None = None  # bool [B, M, N]
-    labels: np.ndarray | None = None  # int64 [B, N]
+    labels: np.ndarray | None = None  # signed int [B, N]
     hard: np.ndarray | None = None  # bool [B]
     relaxed: np.ndarray | None = None  # bool [B]
 
@@ -100,29 +100,49 @@ class MaskBatch:
 def _equal_count_indices(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """``[B, K]`` sorted column indices of True entries, K = the smallest row count.
 
-    Rows with more than K entries keep a uniformly random subset of K.
+    Rows with more than K entries keep a uniformly random subset of K (random keys over
+    each row's own entries, padded to the longest row, so the work scales with the
+    entries rather than with the width).
     """
     size, width = mask.shape
+    flat = np.flatnonzero(mask)
     counts = np.count_nonzero(mask, axis=1)
     keep = int(counts.min())
     if (counts == keep).all():
-        return (np.flatnonzero(mask) % width).reshape(size, keep)
+        return (flat % width).reshape(size, keep)
     if keep == 0:
         return np.zeros((size, 0), np.int64)
-    keys = np.where(mask, rng.random(mask.shape, dtype=np.float32), 2.0)
-    return np.sort(np.argpartition(keys, keep - 1, axis=1)[:, :keep], axis=1)
+    # each row's entries (already sorted), padded to the longest row
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    slot = np.arange(int(counts.max()))[None, :]
+    padding = slot >= counts[:, None]
+    entries = (flat % width)[np.minimum(starts[:, None] + slot, flat.size - 1)]
+    keys = rng.random(entries.shape)
+    keys[padding] = 2.0  # padding is never chosen
+    kth = np.partition(keys, keep - 1, axis=1)[:, keep - 1:keep]
+    chosen = keys <= kth  # each row's `keep` smallest keys: a uniformly random subset
+    for row in np.flatnonzero(np.count_nonzero(chosen, axis=1) != keep):  # tied keys (~never)
+        chosen[row] = False
+        chosen[row, np.argsort(keys[row], kind="stable")[:keep]] = True
+    return entries[chosen].reshape(size, keep)  # row-major: still sorted within each row
 
 
 def _target_entries(batch: MaskBatch, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(target_idx, target_block) ``[B, Nt]``: block 0's patches, then block 1's, ..."""
     size, num_patches = batch.context.shape
     if batch.labels is not None:
-        is_target = batch.labels >= 0
+        labels = batch.labels
+        is_target = labels >= 0
         counts = np.count_nonzero(is_target, axis=1)
-        if (counts == counts[0]).all():  # disjoint blocks, equal counts: sort by (block, index)
-            keys = np.where(is_target, batch.labels * num_patches + np.arange(num_patches), np.iinfo(np.int64).max)
-            keys = np.sort(keys, axis=1)[:, :counts[0]]
-            return keys % num_patches, keys // num_patches
+        if (counts == counts[0]).all():
+            count = int(counts[0])
+            if labels.max() == 0:  # a single block: raster order is block order
+                target_idx = (np.flatnonzero(is_target) % num_patches).reshape(size, count)
+                return target_idx, np.zeros_like(target_idx)
+            # disjoint blocks: a stable sort by block id keeps raster order inside each block
+            sort_keys = np.where(is_target, labels, np.iinfo(np.int16).max).astype(np.int16)
+            target_idx = np.argsort(sort_keys, axis=1, kind="stable")[:, :count]
+            return target_idx, np.take_along_axis(labels, target_idx, 1).astype(np.int64)
     blocks = batch.block_masks()
     entries = _equal_count_indices(blocks.reshape(size, -1), rng)
     return entries % num_patches, entries // num_patches
@@ -137,12 +157,12 @@ def to_index_tensors(batch: MaskBatch, rng: np.random.Generator) -> dict[str, to
     size, num_patches = batch.context.shape
     context = _equal_count_indices(batch.context, rng)
     target_idx, target_block = _target_entries(batch, rng)
-    covered = np.zeros((size, num_patches), dtype=bool)
-    np.put_along_axis(covered, target_idx, True, axis=1)
+    covered = np.zeros(size * num_patches, dtype=bool)
+    covered[(target_idx + num_patches * np.arange(size)[:, None]).ravel()] = True
     return {
         "context_idx": torch.from_numpy(context),
-        "target_idx": torch.from_numpy(np.ascontiguousarray(target_idx)),
-        "target_block": torch.from_numpy(np.ascontiguousarray(target_block)),
+        "target_idx": torch.from_numpy(np.ascontiguousarray(target_idx, dtype=np.int64)),
+        "target_block": torch.from_numpy(np.ascontiguousarray(target_block, dtype=np.int64)),
         "mask_ratio": float(np.count_nonzero(covered)) / covered.size,
         "hard_share": float(batch.hard.mean()),
     }

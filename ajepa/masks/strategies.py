@@ -133,10 +133,12 @@ class RandomSampler(MaskSampler):
 
     def draw(self, rng, batch_size, progress):
         keys = rng.random((batch_size, self.num_patches))
-        chosen = np.argpartition(keys, self.count - 1, axis=1)[:, :self.count]
-        labels = np.full((batch_size, self.num_patches), -1, np.int64)
-        np.put_along_axis(labels, chosen, 0, axis=1)
-        return MaskBatch(labels < 0, labels=labels)
+        kth = np.partition(keys, self.count - 1, axis=1)[:, self.count - 1:self.count]
+        target = keys <= kth  # the k smallest keys: a uniformly random k-subset
+        for row in np.flatnonzero(np.count_nonzero(target, axis=1) != self.count):  # tied keys (~never)
+            target[row] = False
+            target[row, np.argsort(keys[row], kind="stable")[:self.count]] = True
+        return MaskBatch(~target, labels=target.view(np.int8) - 1)  # one block: 0, elsewhere -1
 
 
 class _StripSampler(MaskSampler):
@@ -226,7 +228,7 @@ class BlockSampler(MaskSampler):
         extra_row = geo.rectangles((top + rows) % height, (left + slide) % width, one, rest, self.grid)
         extra_col = geo.rectangles((top + slide) % height, (left + cols) % width, rest, one, self.grid)
         target = body | np.where(full_width[:, None], extra_row, extra_col)
-        return MaskBatch(~target, labels=np.where(target, 0, -1))
+        return MaskBatch(~target, labels=target.view(np.int8) - 1)
 
 
 # --------------------------------------------------------------------------- block-based
