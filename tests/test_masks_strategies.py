@@ -301,3 +301,32 @@ def test_sample_matches_the_contract():
     mask = build_mask_sampler(TFMask(), (8, 64)).sample(generator, 0.3)
     assert mask.context.dtype == torch.int64 and mask.hard is False
     assert all(t.dtype == torch.int64 for t in mask.targets) and 1 <= len(mask.targets) <= 3
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def test_figures_command_writes_both_pictures(tmp_path, capsys):
+    from ajepa.masks.figures import main
+
+    assert main(["frontend.target_frames=256", "masking.strategy=tf", "--out", str(tmp_path), "--examples", "1"]) == 0
+    for name in ("masks.png", "curriculum.png"):
+        data = (tmp_path / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    assert "grid 8x16" in capsys.readouterr().out
+
+
+def test_mask_overlay_colours():
+    from ajepa.masks.figures import CONTEXT_RGBA, REMOVED_RGBA, mask_overlay
+
+    image = mask_overlay(np.array([0, 1]), [np.array([2, 3]), np.array([3])], (1, 5))
+    assert np.allclose(image[0, 0], CONTEXT_RGBA) and np.allclose(image[0, 4], REMOVED_RGBA)
+    assert not np.allclose(image[0, 2], image[0, 3]), "overlapping blocks blend into another colour"
+
+
+def test_min_keep_is_forced_when_no_placement_leaves_room():
+    """Frequency strips over every row leave no context: patches are given back, flagged."""
+    cfg = TFMask(scale=(0.9, 1.0), p_time=0.0, min_keep=6, oversample=1.0)
+    batch = draw(cfg, (8, 32), seed=0, batch=16)
+    check_common(batch, (8, 32))
+    assert batch.relaxed.all() and (batch.context.sum(1) >= 6).all()

@@ -8,13 +8,18 @@ the end, by :func:`to_index_tensors`.
 Equal-length batching. A batch tensor needs the same number of context and of target
 indices in every sample, with no padding. I-JEPA cuts every sample to the batch minimum
 in raster order, so the highest-frequency / latest patches are the ones silently lost.
-Here the strategies first make counts equal by construction where they can (random, time,
-freq and block masks have exact counts; multi-block and tf draw one set of block shapes
-per batch, so every sample has the same number of target entries), and whatever still
-differs (context after removing overlapping targets; easy vs hard samples of a
-per-sample curriculum) is cut to the batch minimum by dropping patches *uniformly at
-random*, which keeps each sample's mask spatially unbiased. The realised ratio reported
-is measured after that cut.
+Here:
+1. counts are equal by construction where possible: random, time, freq and block masks
+   have exact counts; multi-block and tf draw one set of block shapes per batch, so every
+   sample has the same number of target entries;
+2. multi-block and tf draw ``oversample`` x B candidates and keep the B whose context
+   size is nearest the median, which narrows the spread that step 3 must remove (8 x 64,
+   batch 256: ~14 % of context patches cut instead of ~46 %);
+3. what still differs (context after removing overlapping targets; easy vs hard samples of
+   a per-sample curriculum) is cut to the batch minimum by dropping patches *uniformly at
+   random*, which keeps each sample's mask spatially unbiased. Dropped targets stay hidden
+   from the context; they are just not predicted.
+The reported ``mask_ratio`` is measured after the cut.
 """
 
 from __future__ import annotations

@@ -108,7 +108,6 @@ class MaskSampler(ABC):
         raise NotImplementedError
 
 
-
 def _count(ratio: float, total: int) -> int:
     """Patches (or rows/columns) for a ratio: nearest count, at least one target and one context."""
     return int(min(max(geo.round_half_up(ratio * total), 1), total - 1))
