@@ -68,24 +68,22 @@ class StepBatchSampler(Sampler):
 
 
 class StepTaggedDataset(Dataset):
-    """Wraps a clip dataset: item ``(step, index)`` -> ``(step, sample)``.
+    """Wraps a clip dataset: item ``(step, index)`` -> ``(step, dataset[(step, index)])``.
 
-    Random augmentation in the wrapped dataset (the random crop) draws from torch's RNG,
-    which is seeded here from ``(seed, step, index)`` inside a forked RNG state, so the
-    sample is reproducible and the caller's RNG stream is left untouched.
+    The wrapped dataset receives the step too, so its random crop is a pure function of
+    ``(seed, step, index)`` (see ``ajepa.data.datasets.crop_generator``) and the step
+    travels on to the mask collator.
     """
 
-    def __init__(self, dataset: Dataset, seed: int):
-        self.dataset, self.seed = dataset, seed
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, item: tuple[int, int]):
-        step, index = item
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(mix_seed(self.seed, step, index, 0xC409))
-            return step, self.dataset[index]
+        step, _ = item
+        return step, self.dataset[item]
 
 
 def build_pretrain_loader(
@@ -102,7 +100,7 @@ def build_pretrain_loader(
 ) -> DataLoader:
     sampler = StepBatchSampler(len(dataset), batch_size, seed, total_steps, start_step, rank, world_size)
     return DataLoader(
-        StepTaggedDataset(dataset, seed),
+        StepTaggedDataset(dataset),
         batch_sampler=sampler,
         collate_fn=collate_fn,
         num_workers=num_workers,

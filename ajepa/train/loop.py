@@ -89,6 +89,8 @@ class Trainer:
         cfg = self.cfg
         self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
         self.dataset = build_pretrain_dataset(cfg)
         if cfg.optim.batch_size % self.world_size:
             raise ConfigError(f"optim.batch_size={cfg.optim.batch_size} is not divisible by {self.world_size} workers")

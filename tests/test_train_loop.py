@@ -1,0 +1,105 @@
+"""The pretraining loop end to end on tiny CPU runs: metrics, resume, failures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ajepa.config import ConfigError
+from ajepa.train import Callback, NonFiniteLossError, Trainer
+from ajepa.train.checkpoint import checkpoint_path, load_checkpoint, load_encoder
+
+
+class Recorder(Callback):
+    def __init__(self, stop_after: int | None = None):
+        self.logs, self.ends, self.checkpoints, self.stop_after = [], [], [], stop_after
+
+    def on_log(self, step, metrics):
+        self.logs.append((step, metrics))
+        if self.stop_after is not None and step == self.stop_after:
+            raise KeyboardInterrupt("simulated interruption")
+
+    def on_checkpoint(self, step, path):
+        self.checkpoints.append(step)
+
+    def on_end(self, status, summary):
+        self.ends.append((status, summary))
+
+
+def test_run_reports_every_metric_and_writes_files(tiny_config):
+    cfg = tiny_config()
+    rec = Recorder()
+    summary = Trainer(cfg, [rec]).fit()
+    assert [s for s, _ in rec.logs] == [1, 2, 3, 4, 5, 6]
+    expected = {"train/loss", "train/lr", "train/wd", "train/ema", "train/mask_ratio", "train/hard_share",
+                "train/target_std", "train/target_rank", "train/samples_per_s", "train/data_wait"}
+    assert expected <= set(rec.logs[-1][1])
+    assert 0.2 < rec.logs[-1][1]["train/mask_ratio"] < 0.9
+    assert rec.checkpoints == [3, 6]
+    assert rec.ends[0][0] == "FINISHED" and summary["train/steps"] == 6
+    lines = (cfg.out_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [1, 2, 3, 4, 5, 6]
+    encoder, saved_cfg = load_encoder(checkpoint_path(cfg.out_dir))
+    assert saved_cfg.model == cfg.model
+    assert encoder(torch.zeros(1, 1, 128, 96)).shape == (1, 48, 48)
+
+
+def test_resume_reproduces_uninterrupted_losses(tiny_config, tmp_path):
+    straight = tiny_config(f"out_dir={tmp_path / 'straight'}")
+    rec_straight = Recorder()
+    Trainer(straight, [rec_straight]).fit()
+
+    resumed = tiny_config(f"out_dir={tmp_path / 'resumed'}")
+    first = Recorder(stop_after=4)  # interrupted after the step-3 checkpoint
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(resumed, [first]).fit()
+    assert first.ends[0][0] == "FAILED"
+    second = Recorder()
+    Trainer(resumed, [second]).fit()
+    assert [s for s, _ in second.logs] == [4, 5, 6]
+    losses = {s: m["train/loss"] for s, m in rec_straight.logs}
+    for step, metrics in second.logs:
+        assert metrics["train/loss"] == pytest.approx(losses[step], rel=1e-5, abs=1e-7)
+    # the metrics file reads as one run: the interrupted run's step 4 is not duplicated
+    steps = [json.loads(x)["step"] for x in (resumed.out_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    a = load_checkpoint(checkpoint_path(straight.out_dir))["model"]
+    b = load_checkpoint(checkpoint_path(resumed.out_dir))["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
+
+
+def test_resume_refuses_a_changed_experiment(tiny_config):
+    Trainer(tiny_config("optim.steps=3", "optim.warmup=1"), []).fit()
+    with pytest.raises(ConfigError, match=r"loss\.kind: 'smooth_l1' -> 'l2'"):
+        Trainer(tiny_config("optim.steps=3", "optim.warmup=1", "loss.kind=l2"), []).fit()
+
+
+def test_non_finite_loss_names_the_step(tiny_config):
+    cfg = tiny_config("optim.lr=1e30", "optim.scale_lr=false", "optim.warmup=0", "log_every=100",
+                      "checkpoint_every=100")
+    rec = Recorder()
+    with pytest.raises(NonFiniteLossError, match=r"at step \d+; last finite loss"):
+        Trainer(cfg, [rec]).fit()
+    assert rec.ends[0][0] == "FAILED" and "NonFiniteLossError" in rec.ends[0][1]["error"]
+    assert not checkpoint_path(cfg.out_dir).exists()  # nothing non-finite was saved
+
+
+def test_batch_larger_than_data_fails_before_training(tiny_config):
+    with pytest.raises(ConfigError, match="fewer than optim.batch_size"):
+        Trainer(tiny_config("optim.batch_size=512"), []).fit()
+
+
+def test_evaluator_results_reach_summary_and_callbacks(tiny_config):
+    calls = []
+
+    def evaluator(encoders, step):
+        calls.append((sorted(encoders), step))
+        return {"eval/fake/acc": 0.5}
+
+    rec = Recorder()
+    summary = Trainer(tiny_config("eval.every_steps=4"), [rec], evaluator=evaluator).fit()
+    assert calls == [(["context", "target"], 4), (["context", "target"], 6)]
+    assert summary["eval/fake/acc"] == 0.5 and summary["eval/step"] == 6
