@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -86,12 +87,14 @@ def with_workers(collator: MaskCollator, batch: int, batches: int, workers: int,
     return batches / (time.perf_counter() - start)
 
 
-def context_kept(collator: MaskCollator, batch: int, step: int) -> float:
-    """Mean share of a sample's context that survives equal-length batching."""
-    rng = numpy_rng(torch.Generator().manual_seed(step_seed(0, step)))
-    masks = collator.sampler.draw(rng, batch, step / TOTAL_STEPS)
-    sizes = masks.context.sum(1)
-    return float(sizes.min() / sizes.mean())
+def context_kept(collator: MaskCollator, batch: int, step: int, batches: int = 10) -> float:
+    """Mean share of a sample's context that survives equal-length batching (over `batches`)."""
+    shares = []
+    for s in range(step, step + batches):
+        rng = numpy_rng(torch.Generator().manual_seed(step_seed(0, s)))
+        sizes = collator.sampler.draw(rng, batch, s / TOTAL_STEPS).context.sum(1)
+        shares.append(sizes.min() / sizes.mean())
+    return float(np.mean(shares))
 
 
 def transformer_flops(tokens: float, dim: int, depth: int, mlp_ratio: float = 4.0) -> float:
@@ -119,9 +122,10 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="*", default=list(CONFIGS))
     args = parser.parse_args()
     torch.set_num_threads(1)
+    warnings.filterwarnings("ignore", message="This DataLoader will create")  # more workers than cores
     step0 = TOTAL_STEPS // 2
-    print(f"grid {GRID[0]}x{GRID[1]}, batch {args.batch}, {os.cpu_count()} CPU cores on this machine, "
-          f"torch {torch.__version__}, numpy {np.__version__}")
+    print(f"grid {GRID[0]}x{GRID[1]}, batch {args.batch}, {os.cpu_count()} CPU cores on this machine "
+          f"(load average {os.getloadavg()[0]:.1f}), torch {torch.__version__}, numpy {np.__version__}")
     print(f"{'strategy':<15}{'ms/batch':>9}{'batch/s':>9}{f'{args.workers}w b/s':>9}"
           f"{'Nc':>6}{'Nt':>6}{'ctx kept':>9}")
     token_counts = {}
