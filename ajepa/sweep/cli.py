@@ -1,0 +1,90 @@
+"""`ajepa-sweep SPEC.yaml`: run an ablation sweep end to end (Ray Tune + MLflow).
+
+Everything that can be wrong with the request -- the spec, the trial configs, the
+resources, a resume into a different experiment -- is checked before Ray starts; those
+errors exit with code 2. Exit code 1: some trials failed for good; 130: interrupted
+(re-run the same command to resume); 0: every trial finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.console import Console
+
+from ajepa.config import ConfigError
+
+EPILOG = """\
+examples:
+  ajepa-sweep sweeps/masking.yaml --dry-run          # the trials, their count and cost; starts nothing
+  ajepa-sweep sweeps/masking.yaml                    # run on a local Ray (tiny base: minutes on a laptop)
+  ajepa-sweep sweeps/masking.yaml                    # again after Ctrl-C: resumes, finished trials are kept
+  ajepa-sweep sweeps/ratio.yaml --base experiments/paper_vitb.yaml --address auto \\
+      --tracking-uri http://mlflow-host:5000 --storage /shared/sweeps
+
+exit codes: 0 all trials finished, 1 some failed, 2 invalid spec/resources (nothing started),
+130 interrupted (re-run to resume). Spec reference: docs/SWEEPS.md.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ajepa-sweep", description="Run an A-JEPA ablation sweep: Ray Tune schedules the trials, "
+        "MLflow records them, the ablation table is printed at the end.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("spec", help="sweep YAML, e.g. sweeps/masking.yaml")
+    p.add_argument("--base", help="experiment YAML replacing the spec's base (e.g. experiments/paper_vitb.yaml)")
+    p.add_argument("--dry-run", action="store_true", help="print the trials, their number and cost; start nothing")
+    p.add_argument("--resume", action="store_true",
+                   help="insist on resuming (a plain re-run resumes too when state exists)")
+    p.add_argument("--fresh", action="store_true",
+                   help="discard this sweep's Ray state and checkpoints and start over (MLflow runs are kept)")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="on resume, also retry trials that failed for good, from their checkpoints")
+    p.add_argument("--address", help="join an existing Ray cluster ('auto', host:6379, ray://host:10001)")
+    p.add_argument("--num-cpus", type=float, help="CPUs of the local Ray cluster (default: all)")
+    p.add_argument("--num-gpus", type=float, help="GPUs of the local Ray cluster (default: all visible)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite under the storage folder)")
+    p.add_argument("--storage", help="storage folder for Ray state, checkpoints and the default MLflow store "
+                   "(shared by all nodes on a cluster)")
+    p.add_argument("--max-concurrent", type=int, help="cap on trials running at once")
+    p.add_argument("--no-resource-check", action="store_true",
+                   help="skip the resource check (autoscaling clusters that add GPU nodes on demand)")
+    p.add_argument("--quiet", action="store_true", help="no live trial table")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(soft_wrap=True)
+    err = Console(stderr=True, soft_wrap=True)
+    from ajepa.sweep.spec import load_sweep
+
+    try:
+        sweep = load_sweep(args.spec, base=args.base, storage=args.storage, tracking_uri=args.tracking_uri)
+        if args.dry_run:
+            from ajepa.sweep.resources import local_resources
+            from ajepa.sweep.summary import print_dry_run
+
+            cluster = None if args.address else local_resources(args.num_cpus, args.num_gpus)
+            print_dry_run(sweep, console, cluster)
+            return 0
+        from ajepa.sweep.runner import RunOptions, run_sweep
+        from ajepa.sweep.summary import print_outcome
+
+        opts = RunOptions(address=args.address, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
+                          max_concurrent=args.max_concurrent, resume=args.resume, fresh=args.fresh,
+                          retry_failed=args.retry_failed, check_resources=not args.no_resource_check,
+                          verbose=0 if args.quiet else 1, echo=console.print)
+        outcome = run_sweep(sweep, opts)
+    except ConfigError as e:  # SpecError and ResourceError included
+        err.print(f"ajepa-sweep: {e}", markup=False, highlight=False)
+        return 2
+    print_outcome(outcome, console)
+    return outcome.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

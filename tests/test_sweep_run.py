@@ -1,0 +1,231 @@
+"""End-to-end sweeps on one local Ray (num_cpus=2) with tiny real trials.
+
+Covers the acceptance list of the sweep issue: a grid x 2 seeds lands as nested MLflow
+runs with params and metrics; a trial that raises once is retried from its checkpoint
+while one that always raises is marked FAILED and the rest goes on; an interrupted sweep
+resumes with exactly one run per trial; the Optuna + ASHA path runs.
+
+Faults are injected through the runner's extra trainer callbacks; this module is pickled
+by value so Ray's worker processes can run them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("mlflow")
+
+import ray.cloudpickle  # noqa: E402
+
+from ajepa.sweep.runner import RunOptions, run_sweep  # noqa: E402
+from ajepa.sweep.spec import load_sweep  # noqa: E402
+from ajepa.train.callbacks import Callback  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def data_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("data-cache")
+
+
+def tiny_overrides(cache: Path, **extra) -> dict:
+    return {"optim.steps": 4, "optim.warmup": 1, "optim.batch_size": 8, "log_every": 1, "checkpoint_every": 2,
+            "data.synthetic.num_clips": 120, "data.cache_dir": str(cache), "eval.tasks": [], **extra}
+
+
+def write_spec(tmp_path: Path, name: str, **fields) -> Path:
+    spec = {"name": name, "base": str(ROOT / "experiments" / "tiny.yaml"), "storage": str(tmp_path / "store"),
+            "resources": {"cpu": 1}, **fields}
+    path = tmp_path / "sweeps" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def trial_runs(sweep, parent_run_id: str) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(sweep.tracking_uri)
+    exp = client.get_experiment_by_name(sweep.experiment)
+    return [r for r in client.search_runs([exp.experiment_id])
+            if r.data.tags.get("ajepa.role") == "trial" and r.data.tags.get("mlflow.parentRunId") == parent_run_id]
+
+
+def loss_steps(sweep, run) -> list[int]:
+    from mlflow.tracking import MlflowClient
+
+    return sorted(m.step for m in MlflowClient(sweep.tracking_uri).get_metric_history(run.info.run_id, "train/loss"))
+
+
+# --------------------------------------------------------------------------- fault injection
+
+
+class Faults:
+    """Trial callback factory: ``behaviour[trial key prefix]`` -> callback for that trial."""
+
+    def __init__(self, folder: Path, behaviour: dict[str, str], driver_pid: int | None = None):
+        self.folder, self.behaviour, self.driver_pid = Path(folder), behaviour, driver_pid
+
+    def __call__(self, trial):
+        for prefix, kind in self.behaviour.items():
+            if trial.key.startswith(prefix):
+                return _Fault(kind, self.folder / trial.key, self.driver_pid)
+        return Callback()
+
+
+class _Fault(Callback):
+    def __init__(self, kind: str, marker: Path, driver_pid: int | None):
+        self.kind, self.marker, self.driver_pid = kind, marker, driver_pid
+
+    def on_start(self, trainer):
+        with open(f"{self.marker}.starts", "a") as fh:
+            fh.write(f"{trainer.step}\n")
+
+    def on_log(self, step, metrics):
+        if step != 3:
+            return
+        if self.kind == "fail_always":
+            raise RuntimeError("injected permanent failure")
+        if self.marker.exists():
+            return
+        self.marker.touch()
+        if self.kind == "fail_once":
+            raise RuntimeError("injected failure")
+        if self.kind == "interrupt":  # what Ctrl-C does to the driver
+            os.kill(self.driver_pid, signal.SIGINT)
+            time.sleep(30)  # still running when Tune stops the experiment
+
+
+def starts(folder: Path, key: str) -> list[int]:
+    path = folder / f"{key}.starts"
+    return [int(x) for x in path.read_text().split()] if path.exists() else []
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_grid_two_seeds_lands_as_nested_runs(tmp_path, data_cache):
+    spec = write_spec(
+        tmp_path, "grid", table="loss",
+        overrides=tiny_overrides(data_cache, **{"eval.tasks": [{"task": "synthetic", "protocol": "linear"}]}),
+        axes=[{"name": "loss", "key": "loss.kind", "values": [{"label": "L2", "value": "l2"},
+                                                             {"label": "L1", "value": "l1"}]}],
+        seeds=[0, 1], search={"metric": "eval/synthetic/acc"},
+    )
+    sweep = load_sweep(spec)
+    outcome = run_sweep(sweep, RunOptions(verbose=0))
+    assert outcome.exit_code == 0, outcome.failures
+    assert outcome.counts["finished"] == 4
+
+    runs = trial_runs(sweep, outcome.parent_run_id)
+    assert len(runs) == 4
+    assert {(r.data.tags["ajepa.axis.loss"], r.data.tags["ajepa.seed"]) for r in runs} == \
+        {("L2", "0"), ("L2", "1"), ("L1", "0"), ("L1", "1")}
+    for run in runs:
+        tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+        assert run.info.status == "FINISHED"
+        assert tags["ajepa.sweep"] == "grid" and tags["ajepa.spec_hash"] == sweep.spec_hash
+        assert tags["ajepa.trial_id"] and tags["ajepa.git_commit"]
+        assert params["loss.kind"] == {"L2": "l2", "L1": "l1"}[tags["ajepa.axis.loss"]]
+        assert params["seed"] == tags["ajepa.seed"] and params["optim.steps"] == "4"
+        assert "eval/synthetic/acc" in metrics and "train/loss" in metrics
+        assert loss_steps(sweep, run) == [1, 2, 3, 4]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(sweep.tracking_uri)
+    parent = client.get_run(outcome.parent_run_id)
+    assert parent.data.tags["ajepa.role"] == "sweep" and parent.info.status == "FINISHED"
+    assert json.loads(parent.data.tags["ajepa.axes"]) == [{"name": "loss", "labels": ["L2", "L1"]}]
+    artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
+    assert {"config.yaml", "metrics.jsonl", "loss_curves.png"} <= artifacts
+    # Tune's own per-trial loggers are off: no progress.csv / result.json / tfevents.
+    tune_files = {p.name for p in (sweep.sweep_dir / "tune").rglob("*") if p.is_file()}
+    assert not tune_files & {"progress.csv", "result.json", "params.pkl"}
+    assert not any(name.startswith("events.out.tfevents") for name in tune_files)
+
+
+def test_failures_retry_from_checkpoint_and_fail_for_good(tmp_path, data_cache):
+    spec = write_spec(
+        tmp_path, "faults", overrides=tiny_overrides(data_cache),
+        axes=[{"name": "loss", "key": "loss.kind", "values": ["l2", "l1"]}], seeds=[0], max_failures=1,
+    )
+    sweep = load_sweep(spec)
+    faults = Faults(tmp_path / "faults", {"000": "fail_once", "001": "fail_always"})
+    faults.folder.mkdir()
+    outcome = run_sweep(sweep, RunOptions(verbose=0, callbacks=(faults,)))
+
+    assert outcome.exit_code == 1
+    assert outcome.counts["finished"] == 1 and outcome.counts["failed"] == 1
+    by_key = {r.data.tags["ajepa.trial_id"]: r for r in trial_runs(sweep, outcome.parent_run_id)}
+    retried, broken = by_key["000-l2-s0"], by_key["001-l1-s0"]
+    assert retried.info.status == "FINISHED" and retried.data.tags["ajepa.attempts"] == "2"
+    assert starts(faults.folder, "000-l2-s0") == [0, 2]  # second attempt resumed from the step-2 checkpoint
+    assert loss_steps(sweep, retried) == [1, 2, 3, 4]    # no step logged twice
+    assert broken.info.status == "FAILED"
+    assert "injected permanent failure" in broken.data.tags["ajepa.error"]
+    assert "injected permanent failure" in outcome.failures["001-l1-s0"]
+
+
+def test_interrupted_sweep_resumes_with_one_run_per_trial(tmp_path, data_cache):
+    spec = write_spec(
+        tmp_path, "resume", overrides=tiny_overrides(data_cache),
+        axes=[{"name": "loss", "key": "loss.kind", "values": ["l2", "l1"]}], seeds=[0],
+        max_concurrent_trials=1,
+    )
+    sweep = load_sweep(spec)
+    faults = Faults(tmp_path / "faults", {"000": "interrupt"}, driver_pid=os.getpid())
+    faults.folder.mkdir()
+    first = run_sweep(sweep, RunOptions(verbose=0, callbacks=(faults,)))
+    assert first.interrupted and first.exit_code == 130
+    assert first.counts["finished"] == 0 and first.counts["interrupted"] == 1
+    assert all(r.info.status != "RUNNING" for r in trial_runs(sweep, first.parent_run_id))  # no orphans
+
+    second = run_sweep(load_sweep(spec), RunOptions(verbose=0))
+    assert second.exit_code == 0 and not second.interrupted
+    assert second.parent_run_id == first.parent_run_id
+    runs = trial_runs(sweep, second.parent_run_id)
+    keys = [r.data.tags["ajepa.trial_id"] for r in runs]
+    assert sorted(keys) == sorted(t.key for t in sweep.trials)  # exactly one run per trial
+    assert all(r.info.status == "FINISHED" for r in runs)
+    for run in runs:
+        assert loss_steps(sweep, run) == [1, 2, 3, 4]
+    assert starts(faults.folder, "000-l2-s0")[0] == 0
+
+
+def test_optuna_with_asha(tmp_path, data_cache):
+    spec = write_spec(
+        tmp_path, "optuna", overrides=tiny_overrides(data_cache),
+        axes=[{"name": "lr", "key": "optim.lr", "distribution": {"kind": "loguniform", "low": 1e-4, "high": 1e-2}},
+              {"name": "loss", "key": "loss.kind", "values": ["l2", "smooth_l1"]}],
+        seeds=[0], search={"kind": "optuna", "metric": "train/loss", "mode": "min", "num_samples": 2},
+        scheduler={"kind": "asha", "grace_period": 1, "reduction_factor": 2},
+    )
+    sweep = load_sweep(spec)
+    outcome = run_sweep(sweep, RunOptions(verbose=0))
+    assert outcome.exit_code == 0, outcome.failures
+    runs = trial_runs(sweep, outcome.parent_run_id)
+    assert len(runs) == 2
+    assert outcome.counts["finished"] + outcome.counts["stopped"] == 2
+    for run in runs:
+        assert run.info.status in ("FINISHED", "KILLED")
+        assert run.data.tags["ajepa.axis.loss"] in ("l2", "smooth_l1")
+        assert 1e-4 <= float(run.data.params["optim.lr"]) <= 1e-2
