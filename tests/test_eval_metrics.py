@@ -6,7 +6,7 @@ from sklearn.metrics import average_precision_score, f1_score
 
 from ajepa.eval.metrics import (
     accuracy, aggregate_folds, average_precision, classification_metrics, fold_key, macro_f1,
-    mean_average_precision,
+    mean_average_precision, selection_score,
 )
 
 
@@ -88,3 +88,13 @@ def test_fold_key():
     assert fold_key("fold3", 0) == "fold3"
     assert fold_key("2", 0) == "fold2"
     assert fold_key("test", 4) == "fold5"
+
+
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_selection_score_is_the_full_metric(multilabel):
+    rng = np.random.default_rng(5)
+    scores = rng.random((40, 4))
+    targets = (rng.random((40, 4)) < 0.4).astype(int) if multilabel else rng.integers(0, 4, 40)
+    full = classification_metrics(targets, scores, multilabel)
+    for metric in full:
+        assert selection_score(metric, targets, scores, multilabel) == full[metric]

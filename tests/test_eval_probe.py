@@ -124,8 +124,8 @@ def test_sgd_early_stopping_runs_patience_epochs_past_the_best(monkeypatch):
     import ajepa.eval.probe as probe
 
     evaluations = []
-    original = probe.classification_metrics
-    monkeypatch.setattr(probe, "classification_metrics",
+    original = probe.selection_score
+    monkeypatch.setattr(probe, "selection_score",
                         lambda *a, **k: evaluations.append(1) or original(*a, **k))
     train = blobs(200, seed=1)
     split = carve_validation(train.labels, 0.2, 0)

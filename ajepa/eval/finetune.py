@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ajepa.config import FinetuneConfig, RegularizedMasking
 from ajepa.eval.embeddings import encoder_for_input
-from ajepa.eval.metrics import classification_metrics
+from ajepa.eval.metrics import classification_metrics, selection_score
 from ajepa.eval.splits import carve_validation
 from ajepa.models.vit import SpectrogramViT
 
@@ -272,11 +272,13 @@ def _finetune(encoder, train, val, test, num_classes, multilabel, metric, cfg: F
             optimizer.step()
             step += 1
         labels, scores = predict(model, val, eval_batch_size, device, multilabel)
-        score = classification_metrics(labels, scores, multilabel)[metric]
+        score = selection_score(metric, labels, scores, multilabel)
         history.append(score)
         if score > best_score:
             best_score, best_epoch = score, epoch
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    if best_state is None:
+        raise FloatingPointError(f"fine-tuning never produced a finite validation {metric}: {history}")
     model.load_state_dict(best_state)
     labels, scores = predict(model, test, eval_batch_size, device, multilabel)
     return FinetuneResult(classification_metrics(labels, scores, multilabel), best_epoch, best_score, history)

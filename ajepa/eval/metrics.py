@@ -121,6 +121,15 @@ def classification_metrics(targets, scores, multilabel: bool) -> dict[str, float
     }
 
 
+def selection_score(metric: str, targets, scores, multilabel: bool) -> float:
+    """Only the metric a selection needs (per epoch of a probe: mAP over 50 classes is not free)."""
+    if metric == "acc" and not multilabel:
+        return accuracy(targets, scores)
+    if metric == "map":
+        return mean_average_precision(targets, scores)
+    return classification_metrics(targets, scores, multilabel)[metric]
+
+
 def fold_key(fold_name: str, position: int) -> str:
     """``"fold3"`` for a fold called fold3 (or 3); ``fold<position+1>`` otherwise."""
     name = str(fold_name)
@@ -158,5 +167,5 @@ def aggregate_folds(task: str, per_fold: Sequence[Mapping[str, float]],
 
 __all__ = [
     "accuracy", "average_precision", "mean_average_precision", "macro_f1", "classification_metrics",
-    "aggregate_folds", "fold_key", "one_hot",
+    "aggregate_folds", "fold_key", "one_hot", "selection_score",
 ]
