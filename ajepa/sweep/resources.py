@@ -15,6 +15,9 @@ from pathlib import Path
 from ajepa.sweep.spec import ResourcesSpec, SpecError
 
 
+DDP_DRIVER_CPU = 0.01  # what the Tune trial driving a DDP TorchTrainer reserves (Ray needs > 0)
+
+
 class ResourceError(SpecError):
     """The cluster cannot run even one trial of the sweep."""
 
@@ -92,11 +95,11 @@ def check_resources(req: ResourcesSpec, cluster: ClusterResources, source: str) 
             + (" or pass --num-cpus." if "local" in cluster.where else ".")
         )
     if req.workers > 1:
-        need_cpu, need_gpu = req.cpu * req.workers, req.gpu * req.workers
+        need_cpu, need_gpu = req.cpu * req.workers + DDP_DRIVER_CPU, req.gpu * req.workers
         if need_cpu > cluster.cpus or need_gpu > cluster.gpus:
             raise ResourceError(
-                f"{source}: resources.workers={req.workers} x (cpu {req.cpu:g}, gpu {req.gpu:g}) needs "
-                f"{need_cpu:g} CPUs and {need_gpu:g} GPUs at once; {cluster.where} has "
+                f"{source}: resources.workers={req.workers} x (cpu {req.cpu:g}, gpu {req.gpu:g}) plus "
+                f"{DDP_DRIVER_CPU} CPU for the trial's driver needs {need_cpu:g} CPUs and {need_gpu:g} GPUs at once; {cluster.where} has "
                 f"{cluster.cpus:g} CPUs and {cluster.gpus:g} GPUs. Fix: fewer workers or smaller shares."
             )
 

@@ -28,7 +28,7 @@ from ray import tune
 from ajepa.sweep import tracking
 from ajepa.sweep.cost import trial_cost
 from ajepa.sweep.resources import (
-    ClusterResources, check_resources, connected_resources, local_resources,
+    DDP_DRIVER_CPU, ClusterResources, check_resources, connected_resources, local_resources,
 )
 from ajepa.sweep.spec import Sweep, SpecError
 from ajepa.sweep.trial import FINISHED_FLAG, GRID_PARAM, TrialPlan, tune_trainable
@@ -71,6 +71,7 @@ class SweepOutcome:
     counts: dict[str, int] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)   # trial id -> reason
     interrupted: bool = False
+    error: str | None = None                                  # the sweep itself crashed
     elapsed_s: float = 0.0
 
     @property
@@ -153,10 +154,12 @@ class TrialRunCloser(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         result = trial.last_result or {}
-        if not result.get(FINISHED_FLAG):
+        if result.get(FINISHED_FLAG):
+            self._close(trial, "FINISHED", None)  # normally closed by the trial already
+        else:
             self._close(trial, "KILLED", f"stopped early by the scheduler at step {result.get('step', '?')}")
 
-    def _close(self, trial, status: str, reason: str) -> None:
+    def _close(self, trial, status: str, reason: str | None) -> None:
         try:
             tracking.close_trial_run(self.ctx, trial_key(trial), status, reason)
         except Exception as err:  # tracking trouble must not stop the sweep
@@ -252,7 +255,7 @@ def build_tuner(sweep: Sweep, plan: TrialPlan, opts: RunOptions) -> tune.Tuner:
     res = spec.resources
     trainable = tune.with_parameters(tune_trainable, plan=plan)
     # DDP trials: the Tune trial only drives a TorchTrainer, whose workers reserve the resources.
-    request = {"cpu": 0.01} if res.workers > 1 else {"cpu": res.cpu, "gpu": res.gpu}
+    request = {"cpu": DDP_DRIVER_CPU} if res.workers > 1 else {"cpu": res.cpu, "gpu": res.gpu}
     trainable = tune.with_resources(trainable, request)
     exp_dir = sweep.sweep_dir / TUNE_DIR
     if tune.Tuner.can_restore(str(exp_dir)):
@@ -352,8 +355,11 @@ def run_sweep(sweep: Sweep, opts: RunOptions | None = None) -> SweepOutcome:
         outcome.interrupted = done < sweep.num_trials
     except KeyboardInterrupt:
         outcome.interrupted = True
-    finally:
+    except BaseException as err:  # close the runs with the reason, then let it surface
+        outcome.error = f"{type(err).__name__}: {err}"
         _finish(outcome, client, ctx, started)
+        raise
+    _finish(outcome, client, ctx, started)
     return outcome
 
 
@@ -361,6 +367,7 @@ def _finish(outcome: SweepOutcome, client, ctx: tracking.TrackingContext, starte
     """Close what the run left open, count trials from MLflow, close the parent run."""
     sweep = outcome.sweep
     reason = ("sweep interrupted; re-run the same command to resume" if outcome.interrupted
+              else f"the sweep crashed: {outcome.error}" if outcome.error
               else "the sweep ended without this trial finishing")
     tracking.close_orphans(ctx, reason)
     runs = tracking.child_runs(client, ctx.experiment_id, ctx.parent_run_id)
@@ -380,7 +387,9 @@ def _finish(outcome: SweepOutcome, client, ctx: tracking.TrackingContext, starte
     counts["not_started"] = max(0, sweep.num_trials - len(runs))
     outcome.counts = counts
     outcome.elapsed_s = time.time() - started
-    status = "KILLED" if outcome.interrupted else ("FAILED" if counts["failed"] else "FINISHED")
+    status = "KILLED" if outcome.interrupted else ("FAILED" if counts["failed"] or outcome.error else "FINISHED")
     tags = {f"ajepa.trials_{k}": str(v) for k, v in counts.items()}
-    tags["ajepa.status"] = "interrupted" if outcome.interrupted else "done"
+    tags["ajepa.status"] = "interrupted" if outcome.interrupted else ("crashed" if outcome.error else "done")
+    if outcome.error:
+        tags[tracking.TAG_ERROR] = outcome.error
     tracking.close_parent(client, ctx.parent_run_id, status, tags)

@@ -5,7 +5,8 @@ sweep file, an axis path the trainer does not know or a value its config rejects
 a second with the file, the key and the fix -- not after the cluster has spun up.
 
 Order in which a trial's config is assembled (later wins):
-  base YAML  ->  spec ``overrides``  ->  the trial's axis values  ->  ``seed``  ->
+  base YAML  ->  spec ``overrides``  ->  ``base_overrides[<base file stem>]``  ->
+  the trial's axis values  ->  ``seed``  ->
   sweep-owned keys (``out_dir`` = the trial's folder under storage, ``name``).
 An axis value replaces the whole subtree at its key (``key: masking`` with a value
 ``{strategy: tf, num_blocks: 3}`` is the full masking section), so one strategy's
@@ -244,6 +245,11 @@ class SweepSpec(_Strict):
     table: str | None = None
     base: str = DEFAULT_BASE
     overrides: dict[str, Any] = Field(default_factory=dict)
+    base_overrides: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="per base file stem (e.g. tiny): overrides applied only with that base, after "
+        "'overrides' -- laptop-sized run lengths that must not shrink a --base paper_vitb run",
+    )
     axes: list[Axis] = Field(default_factory=list)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     search: SearchSpec = SearchSpec()
@@ -558,6 +564,9 @@ def load_sweep(path: str | Path, base: str | Path | None = None, storage: str | 
     known = config_paths()
     for key in spec.overrides:
         check_path(key, f"{path}: overrides", known)
+    for stem, extra in spec.base_overrides.items():
+        for key in extra:
+            check_path(key, f"{path}: base_overrides.{stem}", known)
     for axis in spec.axes:
         try:
             items = axis.items() if axis.values is not None else []
@@ -568,6 +577,7 @@ def load_sweep(path: str | Path, base: str | Path | None = None, storage: str | 
         del items
     try:
         base_tree = apply_overrides(base_tree, spec.overrides)
+        base_tree = apply_overrides(base_tree, spec.base_overrides.get(base_path.stem, {}))
     except ConfigError as err:
         raise SpecError(f"{path}: overrides: {err}") from None
 
@@ -609,6 +619,7 @@ def _spec_hash(spec: SweepSpec, base_tree: dict) -> str:
     parent run, so the runner refuses that.
     """
     content = spec.model_dump(mode="json", include={"name", "axes", "seeds", "search", "scheduler"})
+    # overrides and base_overrides are inside base_tree, already resolved for this base
     blob = json.dumps({"spec": content, "base": base_tree}, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 

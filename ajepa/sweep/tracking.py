@@ -92,6 +92,24 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _retry(action: Callable[[], Any], what: str, attempts: int = 4, delay: float = 0.5) -> bool:
+    """Run an MLflow write, retrying briefly (SQLite is locked while another trial writes).
+
+    Losing one metric point is better than failing hours of training, so after the last
+    attempt the error is logged and training goes on.
+    """
+    for attempt in range(attempts):
+        try:
+            action()
+            return True
+        except Exception as err:
+            if attempt == attempts - 1:
+                log.warning("MLflow: could not %s: %s", what, err)
+                return False
+            time.sleep(delay * 2**attempt)
+    return False
+
+
 def _clip(text: str) -> str:
     return text if len(text) <= MAX_TAG else text[: MAX_TAG - 20] + " ... (truncated)"
 
@@ -199,7 +217,7 @@ def child_runs(client: "MlflowClient", experiment_id: str, parent_run_id: str) -
             return out
 
 
-def close_trial_run(ctx: TrackingContext, trial_key: str, status: str, reason: str) -> bool:
+def close_trial_run(ctx: TrackingContext, trial_key: str, status: str, reason: str | None) -> bool:
     """Close a trial's run that its process could not close (killed, OOM, early-stopped).
 
     Only a run still RUNNING is touched, so a run the trial closed itself keeps its status.
@@ -208,7 +226,8 @@ def close_trial_run(ctx: TrackingContext, trial_key: str, status: str, reason: s
     run = find_trial_run(client, ctx.experiment_id, ctx.parent_run_id, trial_key)
     if run is None or run.info.status != "RUNNING":
         return False
-    _set_tags(client, run.info.run_id, {TAG_ERROR if status == "FAILED" else TAG_STOP: reason})
+    if reason:
+        _set_tags(client, run.info.run_id, {TAG_ERROR if status == "FAILED" else TAG_STOP: reason})
     client.set_terminated(run.info.run_id, status)
     return True
 
@@ -297,7 +316,8 @@ class MlflowTrialCallback(Callback):
             if not math.isfinite(m.value):  # MLflow stores NaN, but keep it visible as a tag too
                 log.warning("trial %s: %s is %s at step %s", self.trial.key, m.key, m.value, step)
         for i in range(0, len(batch), 1000):
-            self.client.log_batch(self.run_id, metrics=batch[i:i + 1000])
+            chunk = batch[i:i + 1000]
+            _retry(lambda: self.client.log_batch(self.run_id, metrics=chunk), f"log metrics at step {step}")
 
     # ------------------------------------------------------------------ trainer hooks
     def on_log(self, step, metrics):
@@ -318,7 +338,8 @@ class MlflowTrialCallback(Callback):
             step = int(summary.get("train/steps", summary.get("eval/step", 0)) or 0)
             self._log_metrics(step, summary)
             self._log_artifacts()
-            self.client.set_terminated(self.run_id, "FINISHED")
+            # if this fails for good, the driver closes the run (it sees the trial finish)
+            _retry(lambda: self.client.set_terminated(self.run_id, "FINISHED"), "close the run")
         else:
             self.fail(str(summary.get("error", "unknown error")))
         self.closed = True

@@ -1,0 +1,200 @@
+"""Sweep spec validation, trial expansion, dry run and the pre-Ray checks (no Ray started)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ajepa.sweep.cli import main
+from ajepa.sweep.resources import ClusterResources, ResourceError, check_resources
+from ajepa.sweep.spec import ResourcesSpec, SpecError, load_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = str(ROOT / "experiments" / "tiny.yaml")
+
+
+def spec_file(tmp_path: Path, text: str | dict) -> Path:
+    path = tmp_path / "sweeps" / "s.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, dict):
+        text = yaml.safe_dump(text, sort_keys=False)
+    path.write_text(text)
+    return path
+
+
+def base_spec(tmp_path: Path, **fields) -> dict:
+    return {"name": "s", "base": TINY, "storage": str(tmp_path / "store"),
+            "overrides": {"optim.steps": 10, "optim.warmup": 1}, **fields}
+
+
+MASKING_AXIS = {"name": "masking", "key": "masking", "values": [
+    {"label": "random patch 75 %", "value": {"strategy": "random", "ratio": 0.75}},
+    {"label": "time-frequency (tf)", "value": {"strategy": "tf", "num_blocks": 3, "scale": [0.05, 0.075]}},
+]}
+
+
+def errors_of(tmp_path: Path, spec: dict | str) -> str:
+    with pytest.raises(SpecError) as info:
+        load_sweep(spec_file(tmp_path, spec))
+    return str(info.value)
+
+
+# --------------------------------------------------------------------------- expansion
+
+
+def test_grid_times_seeds_with_labels_and_linked_axis(tmp_path):
+    spec = base_spec(tmp_path, axes=[
+        MASKING_AXIS,
+        {"name": "predictor", "values": [
+            {"label": "2, 384", "set": {"model.predictor_depth": 2, "model.predictor_dim": 384}},
+            {"label": "6, 768", "set": {"model.predictor_depth": 6, "model.predictor_dim": 768}}]},
+    ], seeds=[0, 1])
+    sweep = load_sweep(spec_file(tmp_path, spec))
+    assert sweep.num_trials == 2 * 2 * 2
+    assert len({t.key for t in sweep.trials}) == 8
+    first = sweep.trials[0]
+    assert first.labels == {"masking": "random patch 75 %", "predictor": "2, 384"} and first.seed == 0
+    cfg = sweep.trials[-1].config()
+    assert cfg.masking.strategy == "tf" and cfg.model.predictor_dim == 768 and cfg.seed == 1
+    assert cfg.optim.steps == 10                          # overrides apply to every trial
+    assert Path(cfg.out_dir) == sweep.trial_dir(sweep.trials[-1].key)
+    assert cfg.data.cache_dir.is_absolute()               # trials run in other directories
+    assert sweep.axes_tag()[1] == {"name": "predictor", "labels": ["2, 384", "6, 768"]}
+
+
+def test_plain_values_are_labelled_and_scientific_floats_parse(tmp_path):
+    text = f"""
+name: s
+base: {TINY}
+storage: {tmp_path / 'store'}
+overrides: {{optim.steps: 10, optim.warmup: 1}}
+axes:
+  - {{name: lr, key: optim.lr, values: [1e-4, 3e-4]}}
+"""
+    sweep = load_sweep(spec_file(tmp_path, text))
+    assert [t.labels["lr"] for t in sweep.trials] == ["0.0001", "0.0003"]
+    assert sweep.trials[1].config().optim.lr == pytest.approx(3e-4)
+
+
+def test_random_search_is_deterministic_and_validated(tmp_path):
+    spec = base_spec(tmp_path, axes=[{"name": "lr", "key": "optim.lr",
+                                      "distribution": {"kind": "loguniform", "low": 1e-4, "high": 1e-2}}],
+                     seeds=[0, 1], search={"kind": "random", "num_samples": 3})
+    a, b = load_sweep(spec_file(tmp_path, spec)), load_sweep(spec_file(tmp_path, spec))
+    assert a.num_trials == 6
+    assert [t.assignments for t in a.trials] == [t.assignments for t in b.trials]
+    assert all(1e-4 <= t.config().optim.lr <= 1e-2 for t in a.trials)
+
+
+def test_spec_hash_ignores_resources_but_not_axes(tmp_path):
+    h = load_sweep(spec_file(tmp_path, base_spec(tmp_path, axes=[MASKING_AXIS]))).spec_hash
+    assert load_sweep(spec_file(tmp_path, base_spec(tmp_path, axes=[MASKING_AXIS],
+                                                    resources={"cpu": 2}))).spec_hash == h
+    assert load_sweep(spec_file(tmp_path, base_spec(tmp_path, axes=[MASKING_AXIS], seeds=[0, 1]))).spec_hash != h
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_typo_key_names_the_key_and_suggests(tmp_path):
+    msg = errors_of(tmp_path, base_spec(tmp_path, seedz=[0]))
+    assert "seedz" in msg and "did you mean 'seeds'" in msg
+    msg = errors_of(tmp_path, base_spec(tmp_path, search={"kind": "grid", "metrik": "eval/synthetic/acc"}))
+    assert "search.metrik" in msg and "'metric'" in msg
+
+
+def test_bad_value_names_the_key(tmp_path):
+    msg = errors_of(tmp_path, base_spec(tmp_path, search={"kind": "gird"}))
+    assert "search.kind" in msg and "gird" in msg
+    msg = errors_of(tmp_path, base_spec(tmp_path, axes=[{"name": "loss", "key": "loss.kind", "values": ["l2", "l7"]}]))
+    assert "loss.kind" in msg and "'l7'" in msg and "trial" in msg       # the trainer's own config says no
+    msg = errors_of(tmp_path, base_spec(tmp_path, resources={"gpu": 1.5}))
+    assert "resources.gpu" in msg
+
+
+def test_unknown_axis_path(tmp_path):
+    msg = errors_of(tmp_path, base_spec(tmp_path, axes=[{"name": "lr", "key": "optim.lrr", "values": [0.1]}]))
+    assert "axis 'lr'" in msg and "optim.lrr" in msg and "did you mean 'optim.lr'" in msg
+    msg = errors_of(tmp_path, base_spec(tmp_path, overrides={"optim.stepz": 3}))
+    assert "overrides" in msg and "optim.stepz" in msg
+
+
+def test_axis_shape_errors(tmp_path):
+    msg = errors_of(tmp_path, base_spec(tmp_path, axes=[{"name": "m", "key": "masking", "values": [{"strategy": "random"}]}]))
+    assert "axes[0] (m)" in msg and "{label, value}" in msg
+    msg = errors_of(tmp_path, base_spec(tmp_path, axes=[{"name": "p", "values": [{"set": {"model.predictor_depth": 2}}]}]))
+    assert "needs a 'label'" in msg
+    msg = errors_of(tmp_path, base_spec(tmp_path, axes=[{"name": "a", "key": "optim.lr", "values": [0.1]},
+                                                        {"name": "b", "key": "optim.lr", "values": [0.2]}]))
+    assert "both set 'optim.lr'" in msg
+    msg = errors_of(tmp_path, base_spec(tmp_path, axes=[{"name": "lr", "key": "optim.lr",
+                                                         "distribution": {"kind": "uniform", "low": 0.1, "high": 0.2}}]))
+    assert "search.kind to random or optuna" in msg
+
+
+def test_metric_must_exist_and_asha_needs_a_midrun_metric(tmp_path):
+    msg = errors_of(tmp_path, base_spec(tmp_path, search={"metric": "eval/esc50/acc"}))
+    assert "esc50" in msg and "synthetic" in msg
+    msg = errors_of(tmp_path, base_spec(tmp_path, search={"metric": "eval/synthetic/acc"}, scheduler={"kind": "asha"}))
+    assert "train/loss" in msg and "eval.every_steps" in msg
+
+
+def test_missing_base_and_yaml_errors(tmp_path):
+    msg = errors_of(tmp_path, base_spec(tmp_path, base="experiments/nope.yaml"))
+    assert "nope.yaml" in msg and "--base" in msg
+    assert "not valid YAML" in errors_of(tmp_path, "name: [unclosed")
+
+
+# --------------------------------------------------------------------------- resources and CLI
+
+
+def test_gpu_request_fails_without_gpus(tmp_path, capsys):
+    path = spec_file(tmp_path, base_spec(tmp_path, resources={"gpu": 1}))
+    assert main([str(path), "--num-gpus", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "resources.gpu=1" in err and "no GPUs" in err
+    import ray
+
+    assert not ray.is_initialized()
+
+
+def test_resource_check_limits():
+    cluster = ClusterResources(cpus=8, gpus=2, max_node_cpus=4, max_node_gpus=1, where="test cluster")
+    check_resources(ResourcesSpec(cpu=4, gpu=0.5), cluster, "s.yaml")
+    with pytest.raises(ResourceError, match="largest node"):
+        check_resources(ResourcesSpec(cpu=1, gpu=2), cluster, "s.yaml")
+    with pytest.raises(ResourceError, match="largest node"):
+        check_resources(ResourcesSpec(cpu=6), cluster, "s.yaml")
+    with pytest.raises(ResourceError, match="workers=3"):
+        check_resources(ResourcesSpec(cpu=1, gpu=1, workers=3), cluster, "s.yaml")
+
+
+def test_dry_run_prints_rows_count_and_cost(tmp_path, capsys):
+    path = spec_file(tmp_path, base_spec(tmp_path, axes=[MASKING_AXIS], seeds=[0, 1]))
+    assert main([str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "4 trials" in out and "random patch 75 %" in out and "time-frequency (tf)" in out
+    assert "cost:" in out and "FLOP" in out and "nothing started" in out
+    assert not (tmp_path / "store").exists()
+
+
+def test_help_exits_cleanly(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    assert "--dry-run" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "sweeps").glob("*.yaml")))
+def test_shipped_sweeps_validate(name, tmp_path):
+    sweep = load_sweep(ROOT / "sweeps" / name, storage=tmp_path)
+    assert sweep.num_trials >= 1
+    if sweep.spec.table:
+        from analysis.paper import paper_table
+        from analysis.labels import label_key
+
+        paper = {label_key(label) for label in paper_table(sweep.spec.table).index}
+        ours = {label_key(label) for axis in sweep.axes_tag() for label in axis["labels"]}
+        assert paper <= ours, f"{name}: paper rows without a matching axis label: {paper - ours}"
