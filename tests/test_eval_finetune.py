@@ -13,6 +13,15 @@ from ajepa.models.vit import SpectrogramViT
 GRID, PATCH = (2, 4), (8, 8)
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models on a busy 2-core machine: thread hand-offs cost 20x the arithmetic."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def tiny_encoder(seed=0):
     torch.manual_seed(seed)
     return SpectrogramViT(GRID, PATCH, dim=16, depth=2, heads=2).eval()

@@ -96,6 +96,9 @@ def _blas_threads(limit: int | None):
 
 
 EXP_FLOOR = 50.0
+# L-BFGS stops when no gradient entry exceeds this (the objective is O(1) per clip; as
+# scikit-learn's default tol). 1e-5 took 2x the iterations for the same test accuracy.
+GRADIENT_TOLERANCE = 1e-4
 
 
 def _sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -155,7 +158,7 @@ def fit_lbfgs(
     with _blas_threads(1 if x.size * num_classes < 100_000_000 else None):
         result = minimize(
             _loss_and_grad, start, args=(x, y, num_classes, l2, multilabel), jac=True, method="L-BFGS-B",
-            options={"maxiter": max_iter, "maxcor": 20, "gtol": 1e-5, "ftol": 1e-9},
+            options={"maxiter": max_iter, "maxcor": 20, "gtol": GRADIENT_TOLERANCE, "ftol": 1e-9},
         )
     weight = torch.from_numpy(result.x[: dim * num_classes].reshape(dim, num_classes).astype(np.float32))
     bias = torch.from_numpy(result.x[dim * num_classes:].astype(np.float32))
