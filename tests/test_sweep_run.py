@@ -225,6 +225,11 @@ def test_optuna_with_asha(tmp_path, data_cache):
     runs = trial_runs(sweep, outcome.parent_run_id)
     assert len(runs) == 2
     assert outcome.counts["finished"] + outcome.counts["stopped"] == 2
+    from mlflow.tracking import MlflowClient
+
+    axes = json.loads(MlflowClient(sweep.tracking_uri).get_run(outcome.parent_run_id).data.tags["ajepa.axes"])
+    assert axes[0]["name"] == "lr" and len(axes[0]["labels"]) == 2    # the values Optuna drew
+    assert axes[1] == {"name": "loss", "labels": ["l2", "smooth_l1"]}
     for run in runs:
         assert run.info.status in ("FINISHED", "KILLED")
         assert run.data.tags["ajepa.axis.loss"] in ("l2", "smooth_l1")

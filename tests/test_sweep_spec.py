@@ -160,6 +160,22 @@ def test_gpu_request_fails_without_gpus(tmp_path, capsys):
     assert not ray.is_initialized()
 
 
+def test_resume_refuses_missing_or_changed_state(tmp_path, capsys):
+    path = spec_file(tmp_path, base_spec(tmp_path, axes=[MASKING_AXIS]))
+    assert main([str(path), "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    sweep = load_sweep(path)
+    sweep.sweep_dir.mkdir(parents=True)
+    (sweep.sweep_dir / "sweep.json").write_text(
+        '{"spec_hash": "0123456789ab", "parent_run_id": "x", "tracking_uri": "%s"}' % sweep.tracking_uri)
+    assert main([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "different spec" in err and "--fresh" in err
+    import ray
+
+    assert not ray.is_initialized()
+
+
 def test_resource_check_limits():
     cluster = ClusterResources(cpus=8, gpus=2, max_node_cpus=4, max_node_gpus=1, where="test cluster")
     check_resources(ResourcesSpec(cpu=4, gpu=0.5), cluster, "s.yaml")

@@ -350,9 +350,11 @@ def run_sweep(sweep: Sweep, opts: RunOptions | None = None) -> SweepOutcome:
     plan = TrialPlan(sweep=sweep, ctx=ctx, trainer=opts.trainer, callbacks=tuple(opts.callbacks))
     outcome = SweepOutcome(sweep, parent, experiment_id)
     try:
-        results = build_tuner(sweep, plan, opts).fit()
-        done = results.num_terminated + results.num_errors
-        outcome.interrupted = done < sweep.num_trials
+        build_tuner(sweep, plan, opts).fit()
+        # Tune returns normally after Ctrl-C too (its trial statuses are already reset by
+        # then), so ask MLflow: a run still RUNNING was cut off, a missing one never started.
+        runs = tracking.child_runs(client, experiment_id, parent)
+        outcome.interrupted = len(runs) < sweep.num_trials or any(r.info.status == "RUNNING" for r in runs)
     except KeyboardInterrupt:
         outcome.interrupted = True
     except BaseException as err:  # close the runs with the reason, then let it surface
@@ -392,4 +394,12 @@ def _finish(outcome: SweepOutcome, client, ctx: tracking.TrackingContext, starte
     tags["ajepa.status"] = "interrupted" if outcome.interrupted else ("crashed" if outcome.error else "done")
     if outcome.error:
         tags[tracking.TAG_ERROR] = outcome.error
+    if sweep.spec.search.kind == "optuna":  # the values Optuna drew are only known now
+        seen: dict[str, list[str]] = {}
+        for run in runs:
+            for axis in sweep.spec.axes:
+                label = run.data.tags.get(tracking.TAG_AXIS_PREFIX + axis.name)
+                if label is not None:
+                    seen.setdefault(axis.name, []).append(label)
+        tags[tracking.TAG_AXES] = json.dumps(sweep.axes_tag(seen))
     tracking.close_parent(client, ctx.parent_run_id, status, tags)

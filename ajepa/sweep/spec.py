@@ -497,14 +497,19 @@ class Sweep:
             return self.spec.search.num_samples * len(self.spec.seeds)
         return len(self.trials)
 
-    def axes_tag(self) -> list[dict]:
-        """Parent-run tag ``ajepa.axes``: axis names and labels in spec order."""
+    def axes_tag(self, seen: dict[str, list[str]] | None = None) -> list[dict]:
+        """Parent-run tag ``ajepa.axes``: axis names and labels in spec order.
+
+        A sampled axis has no labels in the spec: its labels are the values drawn (from the
+        expanded trials, or ``seen`` in finished Optuna runs), in numeric order.
+        """
         out = []
         for axis in self.spec.axes:
             if axis.values is not None:
                 labels = axis.labels()
             else:
-                labels = list(dict.fromkeys(t.labels[axis.name] for t in self.trials))
+                drawn = (seen or {}).get(axis.name) or [t.labels[axis.name] for t in self.trials]
+                labels = sorted(dict.fromkeys(drawn), key=float)
             out.append({"name": axis.name, "labels": labels})
         return out
 
