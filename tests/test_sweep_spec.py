@@ -141,6 +141,13 @@ def test_metric_must_exist_and_asha_needs_a_midrun_metric(tmp_path):
     assert "train/loss" in msg and "eval.every_steps" in msg
 
 
+def test_cuda_base_needs_gpus_per_trial(tmp_path):
+    spec = base_spec(tmp_path, overrides={"optim.steps": 10, "optim.warmup": 1, "device": "cuda"})
+    assert "--gpus-per-trial" in errors_of(tmp_path, spec)
+    sweep = load_sweep(spec_file(tmp_path, spec), resources={"gpu": 1, "cpu": 4})
+    assert (sweep.spec.resources.gpu, sweep.spec.resources.cpu) == (1, 4)
+
+
 def test_missing_base_and_yaml_errors(tmp_path):
     msg = errors_of(tmp_path, base_spec(tmp_path, base="experiments/nope.yaml"))
     assert "nope.yaml" in msg and "--base" in msg

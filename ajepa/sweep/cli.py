@@ -20,8 +20,8 @@ examples:
   ajepa-sweep sweeps/masking.yaml --dry-run          # the trials, their count and cost; starts nothing
   ajepa-sweep sweeps/masking.yaml                    # run on a local Ray (tiny base: minutes on a laptop)
   ajepa-sweep sweeps/masking.yaml                    # again after Ctrl-C: resumes, finished trials are kept
-  ajepa-sweep sweeps/ratio.yaml --base experiments/paper_vitb.yaml --address auto \\
-      --tracking-uri http://mlflow-host:5000 --storage /shared/sweeps
+  ajepa-sweep sweeps/ratio.yaml --base experiments/paper_vitb.yaml --gpus-per-trial 1 \\
+      --cpus-per-trial 16 --address auto --tracking-uri http://mlflow-host:5000 --storage /shared/sweeps
 
 exit codes: 0 all trials finished, 1 some failed, 2 invalid spec/resources (nothing started),
 130 interrupted (re-run to resume). Spec reference: docs/SWEEPS.md.
@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="storage folder for Ray state, checkpoints and the default MLflow store "
                    "(shared by all nodes on a cluster)")
     p.add_argument("--max-concurrent", type=int, help="cap on trials running at once")
+    p.add_argument("--cpus-per-trial", type=float, help="override resources.cpu (per worker with --workers)")
+    p.add_argument("--gpus-per-trial", type=float, help="override resources.gpu, e.g. 1 with a GPU base")
+    p.add_argument("--workers", type=int, help="override resources.workers (> 1: DDP per trial)")
     p.add_argument("--no-resource-check", action="store_true",
                    help="skip the resource check (autoscaling clusters that add GPU nodes on demand)")
     p.add_argument("--quiet", action="store_true", help="no live trial table")
@@ -63,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     from ajepa.sweep.spec import load_sweep
 
     try:
-        sweep = load_sweep(args.spec, base=args.base, storage=args.storage, tracking_uri=args.tracking_uri)
+        resources = {k: v for k, v in (("cpu", args.cpus_per_trial), ("gpu", args.gpus_per_trial),
+                                        ("workers", args.workers)) if v is not None}
+        sweep = load_sweep(args.spec, base=args.base, storage=args.storage, tracking_uri=args.tracking_uri,
+                           resources=resources)
         if args.dry_run:
             from ajepa.sweep.resources import local_resources
             from ajepa.sweep.summary import print_dry_run

@@ -325,11 +325,12 @@ def run_sweep(sweep: Sweep, opts: RunOptions | None = None) -> SweepOutcome:
     started = time.time()
 
     state = read_state(sweep)
-    if opts.fresh:
+    if not opts.fresh:
+        check_state(sweep, state, opts)
+    connect(sweep, opts)
+    if opts.fresh:  # only once the request is known to be runnable
         discard_state(sweep, state)
         state = None
-    check_state(sweep, state, opts)
-    connect(sweep, opts)
     if opts.prepare:
         from ajepa.sweep.prepare import prepare_data
 

@@ -333,7 +333,7 @@ def _loc(err: dict, tree: dict) -> str:
             name = node[p].get("name") if isinstance(node, list) and p < len(node) and isinstance(node[p], dict) else None
             if name and parts and parts[-1].startswith("axes["):
                 parts[-1] += f" ({name})"
-        elif p in ("function-after[_shape(), Axis]",) or str(p).startswith(("function-", "union[")):
+        elif str(p).startswith(("function-", "union[")):  # pydantic validator frames, not keys
             continue
         else:
             parts.append(str(p))
@@ -549,13 +549,16 @@ def absolute_paths(model: BaseModel, root: Path) -> None:
 
 
 def load_sweep(path: str | Path, base: str | Path | None = None, storage: str | Path | None = None,
-               tracking_uri: str | None = None) -> Sweep:
+               tracking_uri: str | None = None, resources: dict[str, Any] | None = None) -> Sweep:
     """Read, validate and expand a sweep file; every error is a :class:`SpecError`.
 
-    ``base``/``storage``/``tracking_uri`` are the CLI overrides (paths relative to the cwd).
+    ``base``/``storage``/``tracking_uri``/``resources`` are the CLI overrides (paths relative
+    to the cwd; resources merged into the spec's, e.g. ``{"gpu": 1}`` for a GPU base).
     """
     path = Path(path)
     tree = read_spec_yaml(path)
+    if resources:
+        tree["resources"] = {**(tree.get("resources") or {}), **resources}
     try:
         spec = SweepSpec.model_validate(tree)
     except ValidationError as err:
@@ -572,14 +575,9 @@ def load_sweep(path: str | Path, base: str | Path | None = None, storage: str | 
     for stem, extra in spec.base_overrides.items():
         for key in extra:
             check_path(key, f"{path}: base_overrides.{stem}", known)
-    for axis in spec.axes:
-        try:
-            items = axis.items() if axis.values is not None else []
-        except ValueError as err:
-            raise SpecError(f"{path}: {err}") from None
+    for axis in spec.axes:  # value shapes were checked by the model; now the paths
         for key in axis.keys() if axis.values is not None else [axis.key]:
             check_path(key, f"{path}: axis {axis.name!r}", known)
-        del items
     try:
         base_tree = apply_overrides(base_tree, spec.overrides)
         base_tree = apply_overrides(base_tree, spec.base_overrides.get(base_path.stem, {}))
@@ -595,7 +593,19 @@ def load_sweep(path: str | Path, base: str | Path | None = None, storage: str | 
     else:
         sweep.trials = _expand(sweep)
     _check_metrics(sweep)
+    _check_device(sweep)
     return sweep
+
+
+def _check_device(sweep: Sweep) -> None:
+    """A trial pinned to CUDA but given no GPU by Ray would fail at its first step."""
+    trees = [t.tree for t in sweep.trials] or [sweep.base_tree]
+    if sweep.spec.resources.gpu == 0 and any(tree.get("device") == "cuda" for tree in trees):
+        raise SpecError(
+            f"{sweep.path}: the trial config sets device: cuda (base {sweep.base_path}), but resources.gpu "
+            "is 0, so Ray gives each trial no GPU. Fix: --gpus-per-trial 1 (or resources.gpu in the "
+            "spec), or device: auto to train on CPU."
+        )
 
 
 def _resolve_base(spec_path: Path, spec_base: str, cli_base: str | Path | None) -> Path:

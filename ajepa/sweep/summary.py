@@ -70,8 +70,8 @@ def print_dry_run(sweep: Sweep, console: Console, cluster: ClusterResources | No
         devices = res.workers * (res.gpu if res.gpu else res.cpu)
         line = (f"cost: {sweep.num_trials} trials, {sum(c.steps for c in costs):,} steps, "
                 f"{sum(c.samples for c in costs):,} samples, ~{human_flops(flops)} (training matmuls only); "
-                f"~{human_seconds(seconds)} per {res.workers} x {res.gpu if res.gpu else res.cpu:g} {unit} trial slot "
-                f"in total, ~{seconds * devices / 3600:.2g} {unit}-hours")
+                f"~{human_seconds(seconds)} of trial time at {res.workers} x {res.gpu if res.gpu else res.cpu:g} "
+                f"{unit} per trial, ~{seconds * devices / 3600:.2g} {unit}-hours")
         if cluster is not None:
             parallel = concurrent_trials(res, cluster, spec.max_concurrent_trials)
             line += f"; ~{human_seconds(seconds / parallel)} wall on {cluster.where} ({parallel} at a time)"
