@@ -33,7 +33,8 @@ from ajepa.config import EvalTask, load_config
 from ajepa.data.tasks import build_task
 from ajepa.eval.metrics import aggregate_folds
 from ajepa.eval.probe import probe_fold
-from ajepa.eval.run import embed_task
+from ajepa.eval.embeddings import EmbeddingCache
+from ajepa.eval.run import cached_task_embeddings
 from ajepa.models.vit import encoder_from_config
 
 CLASSES, FOLDS = 50, 5
@@ -111,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sgd-lr", type=float, default=3e-3,
                         help="Adam step (3e-3 beat 1e-3 and 1e-2 on this fixture)")
     parser.add_argument("--l2-grid", type=float, nargs="+", default=None, help="default: eval.probe.l2_grid")
-    parser.add_argument("--workdir", type=Path, default=None, help="keep the fixture here (default: a temp dir)")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="keep the fixture and the embeddings here, so a rerun only re-probes (default: temp dir)")
     args = parser.parse_args(argv)
     if args.clips < CLASSES * FOLDS:
         parser.error(f"--clips must be at least {CLASSES * FOLDS} (one clip per class and fold)")
@@ -144,10 +146,14 @@ def main(argv: list[str] | None = None) -> int:
         fixture_s = time.perf_counter() - started
 
         started = time.perf_counter()
-        task = build_task(EvalTask(task="esc50", root=root), cfg.frontend, cfg.data.sample_rate, cfg.data.cache_dir)
+        eval_task = EvalTask(task="esc50", root=root)
+        task = build_task(eval_task, cfg.frontend, cfg.data.sample_rate, cfg.data.cache_dir)
         build_s = time.perf_counter() - started
+        encoded = []
+        encoder.patch_embed.register_forward_hook(lambda module, inputs, out: encoded.append(inputs[0].shape[0]))
+        cache = EmbeddingCache(work / "embeddings" if args.workdir else None)
         started = time.perf_counter()
-        embeddings = embed_task(encoder, task, eval_cfg)
+        embeddings = cached_task_embeddings(encoder, task, eval_cfg, cache, eval_task)
         extract_s = time.perf_counter() - started
         dim = next(iter(embeddings.values())).features.shape[1]
 
@@ -157,8 +163,11 @@ def main(argv: list[str] | None = None) -> int:
 
     grid = eval_cfg.probe.l2_grid
     print(f"\nfixture written in {fixture_s:.1f} s (not part of the evaluation)")
-    print(f"task read: {build_s:.1f} s;  extraction: {extract_s:.1f} s "
-          f"({args.clips / extract_s:.0f} clips/s, {dim}-d embeddings, every clip encoded once for 5 folds)")
+    if sum(encoded):
+        print(f"task read: {build_s:.1f} s;  extraction: {extract_s:.1f} s ({sum(encoded)} clips encoded, "
+              f"{sum(encoded) / extract_s:.1f} clips/s, {dim}-d embeddings, once for all 5 folds)")
+    else:
+        print(f"task read: {build_s:.1f} s;  embeddings from the cache in {args.workdir} ({extract_s:.1f} s)")
     print(f"L2 grid {grid}, selected per fold on a validation split carved from training, refit on train+val\n")
     print(f"{'probe':<44}{'time (s)':>10}{'acc':>9}{'acc_std':>9}{'mAP':>8}")
     rows = (("L-BFGS, full batch (ajepa default)", fast, fast_s),

@@ -34,7 +34,10 @@ def test_analytic_gradient_matches_autograd(multilabel):
     bias = torch.tensor(params[6 * classes:], requires_grad=True)
     logits = torch.tensor(x, dtype=torch.float64) @ weight + bias
     target = torch.tensor(y, dtype=torch.float64)
-    data = F.binary_cross_entropy_with_logits(logits, target) if multilabel else F.cross_entropy(logits, target.argmax(1))
+    if multilabel:  # summed over classes, averaged over clips
+        data = F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(1).mean()
+    else:
+        data = F.cross_entropy(logits, target.argmax(1))
     reference = data + 0.05 * weight.pow(2).sum()
     reference.backward()
     assert loss == pytest.approx(reference.item(), rel=1e-5)
@@ -47,12 +50,42 @@ def test_lbfgs_reaches_the_sklearn_optimum():
 
     data = blobs(300, seed=1)
     l2 = 1e-2
-    model = fit_lbfgs(data.features, data.labels, 5, False, l2)
+    model = fit_lbfgs(data.features, data.labels, 5, False, l2, tol=1e-7)
     x = (data.features - model.mean) / model.std
     # sklearn minimises C * sum CE + ||W||^2 / 2  ==  N C * (mean CE + ||W||^2 / (2 N C))
     reference = LogisticRegression(C=1 / (2 * l2 * len(data)), tol=1e-10, max_iter=5000).fit(x, data.labels)
     ours = model.scores(data.features)
     assert np.abs(ours - reference.predict_proba(x)).max() < 2e-3
+
+
+def test_multilabel_probe_is_one_logistic_regression_per_class():
+    """BCE is summed over classes, so class c's weights equal a binary sklearn fit with the same l2."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(2)
+    labels = (rng.random((200, 3)) < 0.3).astype(np.float32)
+    features = (labels @ rng.normal(size=(3, 8)) + rng.normal(size=(200, 8))).astype(np.float32)
+    l2 = 1e-2
+    model = fit_lbfgs(features, labels, 3, True, l2, tol=1e-7)
+    x = (features - model.mean) / model.std
+    for c in range(3):
+        reference = LogisticRegression(C=1 / (2 * l2 * 200), tol=1e-10, max_iter=5000).fit(x, labels[:, c])
+        assert np.abs(model.weight[:, c].numpy() - reference.coef_[0]).max() < 1e-3
+
+
+def test_more_dimensions_than_clips_is_solved_exactly_in_the_row_space():
+    from sklearn.linear_model import LogisticRegression
+
+    data = blobs(40, dim=120, seed=4)
+    l2 = 3e-2
+    model = fit_lbfgs(data.features, data.labels, 5, False, l2, tol=1e-7)
+    x = (data.features - model.mean) / model.std
+    reference = LogisticRegression(C=1 / (2 * l2 * len(data)), tol=1e-10, max_iter=5000).fit(x, data.labels)
+    assert np.abs(model.scores(data.features) - reference.predict_proba(x)).max() < 2e-3
+    assert np.abs(model.weight.numpy() - reference.coef_.T).max() < 0.05 * np.abs(reference.coef_).max()
+    held_out = blobs(30, dim=120, seed=5)
+    assert np.abs(model.scores(held_out.features) - reference.predict_proba(
+        (held_out.features - model.mean) / model.std)).max() < 5e-3
 
 
 def test_carve_validation_is_stratified_seeded_and_disjoint():

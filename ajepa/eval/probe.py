@@ -76,8 +76,10 @@ def _targets(labels: np.ndarray, multilabel: bool) -> torch.Tensor:
 
 
 def _objective(logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, l2: float, multilabel: bool):
-    data = (F.binary_cross_entropy_with_logits(logits, targets) if multilabel
-            else F.cross_entropy(logits, targets))
+    if multilabel:  # summed over classes: each class is its own logistic regression, same l2 meaning
+        data = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(1).mean()
+    else:
+        data = F.cross_entropy(logits, targets)
     return data + l2 * weight.pow(2).sum()
 
 
@@ -96,9 +98,10 @@ def _blas_threads(limit: int | None):
 
 
 EXP_FLOOR = 50.0
-# L-BFGS stops when no gradient entry exceeds this (the objective is O(1) per clip; as
-# scikit-learn's default tol). 1e-5 took 2x the iterations for the same test accuracy.
-GRADIENT_TOLERANCE = 1e-4
+# L-BFGS stops when no gradient entry exceeds this. On 96-d and 768-d ESC-50-sized
+# features, test accuracy at 1e-3 was within +-0.6 points of 1e-4 (and of 1e-5), for
+# 2-4x fewer iterations; tests pass a tighter `tol` to check the optimum itself.
+GRADIENT_TOLERANCE = 1e-3
 
 
 def _sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -109,8 +112,9 @@ def _loss_and_grad(params: np.ndarray, x: np.ndarray, y: np.ndarray, num_classes
                    multilabel: bool) -> tuple[float, np.ndarray]:
     """The probe objective and its analytic gradient (float32 matmuls, float64 result).
 
-    Single-label: ``mean_n CE`` with ``y`` one-hot; multi-label: BCE averaged over all
-    ``N x C`` entries (as ``F.binary_cross_entropy_with_logits``); both ``+ l2 ||W||^2``.
+    Single-label: ``mean_n CE`` with ``y`` one-hot; multi-label: ``mean_n sum_c BCE``, so each
+    class is its own L2-regularised logistic regression and an L2 strength means the same
+    on a 50-class single-label task and on 527-class AudioSet; both ``+ l2 ||W||^2``.
     """
     dim = x.shape[1]
     weight = params[: dim * num_classes].reshape(dim, num_classes).astype(np.float32)
@@ -122,8 +126,8 @@ def _loss_and_grad(params: np.ndarray, x: np.ndarray, y: np.ndarray, num_classes
     if multilabel:
         # log(1 + e^z) - y z, stably
         softplus = np.maximum(logits, 0.0) + np.log1p(np.exp(-np.minimum(np.abs(logits), EXP_FLOOR)))
-        data = np.mean(softplus - y * logits, dtype=np.float64)
-        residual = (_sigmoid(logits) - y) / y.size
+        data = np.sum(softplus - y * logits, dtype=np.float64) / x.shape[0]
+        residual = (_sigmoid(logits) - y) / x.shape[0]
     else:
         shifted = logits - logits.max(1, keepdims=True)
         exp = np.exp(np.maximum(shifted, -EXP_FLOOR))
@@ -138,31 +142,50 @@ def _loss_and_grad(params: np.ndarray, x: np.ndarray, y: np.ndarray, num_classes
 
 def fit_lbfgs(
     features: np.ndarray, labels: np.ndarray, num_classes: int, multilabel: bool, l2: float,
-    max_iter: int = 500, init: tuple[torch.Tensor, torch.Tensor] | None = None,
+    max_iter: int = 500, init: tuple[torch.Tensor, torch.Tensor] | None = None, tol: float = GRADIENT_TOLERANCE,
 ) -> LinearModel:
     """Full-batch L-BFGS (scipy's L-BFGS-B, analytic gradient) on standardised features.
 
     ``init`` warm-starts (weight, bias). Analytic numpy gradients instead of autograd:
     at probe sizes the per-iteration framework overhead, not arithmetic, dominates.
+
+    With more feature dimensions than clips (M2D-style 'freq_concat' pooling: 8 x 768 =
+    6,144 dims for ~1,300 training clips) the problem is solved, exactly, in the row space
+    of the features: writing ``W = V A + W_perp`` with ``V`` an orthonormal basis of that
+    space, ``X W_perp = 0`` and ``||W||^2 = ||A||^2 + ||W_perp||^2``, so the optimum has
+    ``W_perp = 0`` and only the ``rank x C`` matrix ``A`` is searched (~5x fewer flops).
     """
     from scipy.optimize import minimize
 
     mean, std = standardisation(features)
     x = ((features - mean) / std).astype(np.float32)
     y = labels.astype(np.float32) if multilabel else np.eye(num_classes, dtype=np.float32)[labels.astype(np.int64)]
+    basis = _row_space(x) if x.shape[1] > x.shape[0] else None
+    if basis is not None:
+        x = x @ basis
     dim = x.shape[1]
     if init is None:
         start = np.zeros(dim * num_classes + num_classes)
     else:
-        start = np.concatenate([init[0].numpy().ravel(), init[1].numpy()]).astype(np.float64)
+        weight0 = init[0].numpy() if basis is None else basis.T @ init[0].numpy()
+        start = np.concatenate([weight0.ravel(), init[1].numpy()]).astype(np.float64)
     with _blas_threads(1 if x.size * num_classes < 100_000_000 else None):
         result = minimize(
             _loss_and_grad, start, args=(x, y, num_classes, l2, multilabel), jac=True, method="L-BFGS-B",
-            options={"maxiter": max_iter, "maxcor": 20, "gtol": GRADIENT_TOLERANCE, "ftol": 1e-9},
+            options={"maxiter": max_iter, "maxcor": 20, "gtol": tol, "ftol": 1e-9},
         )
-    weight = torch.from_numpy(result.x[: dim * num_classes].reshape(dim, num_classes).astype(np.float32))
+    weight = result.x[: dim * num_classes].reshape(dim, num_classes).astype(np.float32)
+    if basis is not None:
+        weight = basis @ weight
     bias = torch.from_numpy(result.x[dim * num_classes:].astype(np.float32))
-    return LinearModel(mean, std, weight, bias, multilabel)
+    return LinearModel(mean, std, torch.from_numpy(np.ascontiguousarray(weight)), bias, multilabel)
+
+
+def _row_space(x: np.ndarray) -> np.ndarray:
+    """Orthonormal basis ``[D, rank]`` of the span of the rows of ``x``."""
+    _, singular, vt = np.linalg.svd(x, full_matrices=False)
+    rank = int(np.sum(singular > singular[0] * 1e-6)) if singular.size else 0
+    return np.ascontiguousarray(vt[: max(rank, 1)].T)
 
 
 def fit_sgd(
