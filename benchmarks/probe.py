@@ -179,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "not worse than" if gap >= -1.0 else "WORSE than"
     print(f"\naccuracy gap L-BFGS - SGD: {gap:+.2f} points (the fast probe is {verdict} the reference, "
           f"tolerance 1 point); probe speed-up x{slow_s / max(fast_s, 1e-9):.1f}")
-    print(f"one checkpoint, end to end (read + extract + 5-fold L-BFGS probe): {build_s + extract_s + fast_s:.1f} s")
+    source = "extract" if sum(encoded) else "cached embeddings"
+    print(f"one checkpoint, end to end (read + {source} + 5-fold L-BFGS probe): {build_s + extract_s + fast_s:.1f} s")
     return 0
 
 

@@ -20,6 +20,7 @@ scored on test. The test split is never looked at before that single final score
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 
@@ -160,16 +161,16 @@ def fit_lbfgs(
     mean, std = standardisation(features)
     x = ((features - mean) / std).astype(np.float32)
     y = labels.astype(np.float32) if multilabel else np.eye(num_classes, dtype=np.float32)[labels.astype(np.int64)]
-    basis = _row_space(x) if x.shape[1] > x.shape[0] else None
-    if basis is not None:
-        x = x @ basis
-    dim = x.shape[1]
-    if init is None:
-        start = np.zeros(dim * num_classes + num_classes)
-    else:
-        weight0 = init[0].numpy() if basis is None else basis.T @ init[0].numpy()
-        start = np.concatenate([weight0.ravel(), init[1].numpy()]).astype(np.float64)
     with _blas_threads(1 if x.size * num_classes < 100_000_000 else None):
+        basis = _row_space(x) if x.shape[1] > x.shape[0] else None
+        if basis is not None:
+            x = x @ basis
+        dim = x.shape[1]
+        if init is None:
+            start = np.zeros(dim * num_classes + num_classes)
+        else:
+            weight0 = init[0].numpy() if basis is None else basis.T @ init[0].numpy()
+            start = np.concatenate([weight0.ravel(), init[1].numpy()]).astype(np.float64)
         result = minimize(
             _loss_and_grad, start, args=(x, y, num_classes, l2, multilabel), jac=True, method="L-BFGS-B",
             options={"maxiter": max_iter, "maxcor": 20, "gtol": tol, "ftol": 1e-9},
@@ -181,11 +182,22 @@ def fit_lbfgs(
     return LinearModel(mean, std, torch.from_numpy(np.ascontiguousarray(weight)), bias, multilabel)
 
 
+_ROW_SPACE_CACHE: dict[tuple, np.ndarray] = {}
+
+
 def _row_space(x: np.ndarray) -> np.ndarray:
-    """Orthonormal basis ``[D, rank]`` of the span of the rows of ``x``."""
-    _, singular, vt = np.linalg.svd(x, full_matrices=False)
-    rank = int(np.sum(singular > singular[0] * 1e-6)) if singular.size else 0
-    return np.ascontiguousarray(vt[: max(rank, 1)].T)
+    """Orthonormal basis ``[D, rank]`` of the span of the rows of ``x``.
+
+    The last result is kept: every L2 strength of a grid fits the same matrix, and the
+    SVD costs more than a whole warm-started fit.
+    """
+    key = (x.shape, hashlib.sha1(np.ascontiguousarray(x).view(np.uint8)).hexdigest())
+    if key not in _ROW_SPACE_CACHE:
+        _, singular, vt = np.linalg.svd(x, full_matrices=False)
+        rank = int(np.sum(singular > singular[0] * 1e-6)) if singular.size else 0
+        _ROW_SPACE_CACHE.clear()
+        _ROW_SPACE_CACHE[key] = np.ascontiguousarray(vt[: max(rank, 1)].T)
+    return _ROW_SPACE_CACHE[key]
 
 
 def fit_sgd(
