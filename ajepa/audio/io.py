@@ -86,7 +86,10 @@ def prepare_wave(
     Shared by files and in-memory waves so both fail the same way on empty or
     non-finite audio.
     """
-    wave = torch.as_tensor(np.asarray(data, dtype=np.float32))
+    array = np.asarray(data, dtype=np.float32)
+    if not array.flags.writeable:  # memory-mapped cache: torch needs its own copy
+        array = array.copy()
+    wave = torch.from_numpy(array)
     if wave.ndim not in (1, 2):
         raise AudioError(source, f"expected [samples] or [samples, channels] audio, got shape {tuple(wave.shape)}")
     with single_threaded():

@@ -9,6 +9,7 @@ Each step (as in I-JEPA's ``train.py``):
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
@@ -88,6 +89,11 @@ class Trainer:
 
         cfg = self.cfg
         self.device = resolve_device(cfg.device)
+        if self.device.type == "cuda" and self.world_size > 1:
+            # one GPU per DDP worker: LOCAL_RANK as torchrun and Ray Train set it
+            local_rank = int(os.environ.get("LOCAL_RANK", self.rank % torch.cuda.device_count()))
+            self.device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(self.device)
         torch.manual_seed(cfg.seed)
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
