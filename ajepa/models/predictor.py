@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
-from timm.models.vision_transformer import Block
 from torch import nn
 
-from ajepa.models.vit import PositionalEmbedding, _init_weights, gather_tokens
+from ajepa.models.vit import PositionalEmbedding, _init_weights, gather_tokens, transformer_blocks
 
 
 def block_attention_mask(num_context: int, target_block: torch.Tensor) -> torch.Tensor:
@@ -49,10 +48,7 @@ class Predictor(nn.Module):
         self.embed = nn.Linear(encoder_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = PositionalEmbedding(tuple(grid), dim, pos_embed)
-        rates = torch.linspace(0, drop_path, depth).tolist()
-        self.blocks = nn.ModuleList(
-            Block(dim, heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_path=r) for r in rates
-        )
+        self.blocks = transformer_blocks(dim, depth, heads, mlp_ratio, qkv_bias, drop_path)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.proj = nn.Linear(dim, encoder_dim)
         self.apply(_init_weights)

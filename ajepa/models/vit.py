@@ -64,6 +64,13 @@ class PatchEmbed(nn.Module):
         return self.proj(spec).flatten(2).transpose(1, 2)
 
 
+def transformer_blocks(dim: int, depth: int, heads: int, mlp_ratio: float, qkv_bias: bool,
+                       drop_path: float) -> nn.ModuleList:
+    """Pre-norm timm blocks with drop-path rising linearly to `drop_path` (encoder and predictor)."""
+    rates = torch.linspace(0, drop_path, depth).tolist()
+    return nn.ModuleList(Block(dim, heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_path=r) for r in rates)
+
+
 def gather_tokens(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """x [B, N, D], idx [B, K] -> [B, K, D] (idx may also be [1, K] or [K] to broadcast)."""
     if idx.dim() == 1:
@@ -101,10 +108,7 @@ class SpectrogramViT(nn.Module):
         self.dim = dim
         self.patch_embed = PatchEmbed(patch_size, dim)
         self.pos_embed = PositionalEmbedding(self.grid, dim, pos_embed)
-        rates = torch.linspace(0, drop_path, depth).tolist()
-        self.blocks = nn.ModuleList(
-            Block(dim, heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_path=r) for r in rates
-        )
+        self.blocks = transformer_blocks(dim, depth, heads, mlp_ratio, qkv_bias, drop_path)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.apply(_init_weights)
 
