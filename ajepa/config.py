@@ -226,64 +226,50 @@ class BlockMask(StrictModel):
         return _check_mask_ranges(self, {"aspect_ratio": (0, math.inf)})
 
 
-class MultiBlockMask(StrictModel):
+class _ContextBlockMask(StrictModel):
+    """What multi-block and tf masks share: one context block minus the targets, the
+    equal-length batching knobs and the ratio rescaling. Not a strategy by itself."""
+
+    aspect_ratio: Range = Field((0.75, 1.5), description="time/frequency extent ratio (>1: longer in time)")
+    context_scale: Range = (0.85, 1.0)
+    min_keep: int = Field(4, ge=1, description="minimum context patches")
+    ratio: float | None = Field(
+        None, gt=0, lt=1,
+        description="if set, target scale is rescaled so that the expected union of target "
+        "blocks (or strips) covers about this share of the grid (see ajepa.masks.ratio)",
+    )
+    placement: Placement = "wrap"
+    oversample: float = Field(
+        2.0, ge=1, le=8,
+        description="draw oversample x batch masks and keep those whose context size is nearest "
+        "the median, so equal-length batching drops fewer context patches (ajepa.masks.batch)",
+    )
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        return _check_mask_ranges(
+            self, {"scale": (0, 1), "aspect_ratio": (0, math.inf), "context_scale": (0, 1)}
+        )
+
+
+class MultiBlockMask(_ContextBlockMask):
     """I-JEPA multi-block: `num_blocks` target blocks + one context block minus targets."""
 
     strategy: Literal["multiblock"] = "multiblock"
     num_blocks: int = Field(4, ge=1)
     scale: Range = (0.15, 0.2)
-    aspect_ratio: Range = Field((0.75, 1.5), description="time/frequency extent ratio (>1: longer in time)")
-    context_scale: Range = (0.85, 1.0)
-    min_keep: int = Field(4, ge=1, description="minimum context patches")
     time_bias: float = Field(
         1.0, gt=0, description="multiplies the aspect ratio: >1 biases blocks to stretch along time"
     )
-    ratio: float | None = Field(
-        None, gt=0, lt=1,
-        description="if set, target scale is rescaled so that the expected union of blocks "
-        "covers about this share of the grid (see ajepa.masks.ratio)",
-    )
-    placement: Placement = "wrap"
-    oversample: float = Field(
-        2.0, ge=1, le=8,
-        description="draw oversample x batch masks and keep those whose context size is nearest "
-        "the median, so equal-length batching drops fewer context patches (ajepa.masks.batch)",
-    )
-
-    @model_validator(mode="after")
-    def _ranges(self) -> "MultiBlockMask":
-        return _check_mask_ranges(
-            self, {"scale": (0, 1), "aspect_ratio": (0, math.inf), "context_scale": (0, 1)}
-        )
 
 
-class TFMask(StrictModel):
+class TFMask(_ContextBlockMask):
     """A-JEPA time-frequency-aware masking: small blocks grown into full time or freq strips."""
 
     strategy: Literal["tf"] = "tf"
     num_blocks: int = Field(3, ge=1)
     scale: Range = (0.05, 0.075)
-    aspect_ratio: Range = (0.75, 1.5)
     p_time: float = Field(0.5, ge=0, le=1, description="probability a block grows into a time strip")
-    context_scale: Range = (0.85, 1.0)
-    min_keep: int = Field(4, ge=1)
-    ratio: float | None = Field(
-        None, gt=0, lt=1,
-        description="if set, block scale is rescaled so that the expected union of strips "
-        "covers about this share of the grid (see ajepa.masks.ratio)",
-    )
-    placement: Placement = "wrap"
-    oversample: float = Field(
-        2.0, ge=1, le=8,
-        description="draw oversample x batch masks and keep those whose context size is nearest "
-        "the median, so equal-length batching drops fewer context patches (ajepa.masks.batch)",
-    )
-
-    @model_validator(mode="after")
-    def _ranges(self) -> "TFMask":
-        return _check_mask_ranges(
-            self, {"scale": (0, 1), "aspect_ratio": (0, math.inf), "context_scale": (0, 1)}
-        )
 
 
 BaseMask = Annotated[
