@@ -68,7 +68,7 @@ def stats_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-clips", type=int, default=DEFAULT_MAX_CLIPS,
                         help=f"clips to average over, evenly spaced (default {DEFAULT_MAX_CLIPS}; 0 = all)")
     parser.add_argument("--out", type=Path, default=None, help="write here instead of beside the data")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides may come before or after options
     try:
         cfg = load_config(args.config, args.overrides)
     except ConfigError as err:

@@ -73,9 +73,10 @@ class Trainer:
         self.rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         self.world_size = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
         self.is_main = self.rank == 0
-        user_callbacks = list(callbacks) if self.is_main else []
-        self.callbacks = CallbackList([MetricsFile(self.out_dir / "metrics.jsonl"), *user_callbacks]
-                                      if self.is_main else [])
+        # only rank 0 reports, so a DDP run logs and tracks once
+        self.callbacks = CallbackList(
+            [MetricsFile(self.out_dir / "metrics.jsonl"), *callbacks] if self.is_main else []
+        )
         self.evaluator = evaluator
         self.step = 0
         self.last_metrics: dict[str, float] = {}

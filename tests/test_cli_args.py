@@ -1,0 +1,23 @@
+"""Every entry point accepts dotted overrides before or after its options."""
+
+import json
+from pathlib import Path
+
+from ajepa.cli import train_main
+from ajepa.data.stats import stats_main
+
+TINY = str(Path(__file__).parents[1] / "experiments" / "tiny.yaml")
+
+
+def test_train_overrides_after_a_flag(capsys):
+    assert train_main([TINY, "--print-config", "optim.steps=70"]) == 0
+    assert "steps: 70" in capsys.readouterr().out
+
+
+def test_stats_overrides_after_an_option(tmp_path, synthetic_cache):
+    out = tmp_path / "stats.json"
+    code = stats_main([TINY, "--out", str(out), f"data.cache_dir={synthetic_cache}", "data.clip_seconds=1.0",
+                       "data.synthetic.num_clips=60", "--max-clips", "4"])
+    assert code == 0
+    stats = json.loads(out.read_text())
+    assert stats["std"] > 0 and stats["num_clips"] == 4
