@@ -103,3 +103,19 @@ def test_evaluator_results_reach_summary_and_callbacks(tiny_config):
     summary = Trainer(tiny_config("eval.every_steps=4"), [rec], evaluator=evaluator).fit()
     assert calls == [(["context", "target"], 4), (["context", "target"], 6)]
     assert summary["eval/fake/acc"] == 0.5 and summary["eval/step"] == 6
+
+
+def test_initial_weights_do_not_depend_on_a_cold_or_warm_data_cache(tiny_config, tmp_path):
+    """First use generates the synthetic clips and their stats.json; that work must not
+    draw from the global RNG the model is initialised from (it once did, through the
+    stats DataLoader's base seed, so a test run and a CLI run of one config differed)."""
+    cache = tmp_path / "fresh-cache"
+    weights = []
+    for attempt in ("cold", "warm"):
+        trainer = Trainer(tiny_config("frontend.norm=dataset", f"data.cache_dir={cache}",
+                                      f"out_dir={tmp_path / attempt}"))
+        trainer.setup()
+        weights.append(trainer.model.state_dict())
+    assert (cache / "synthetic").is_dir()
+    for name, tensor in weights[0].items():
+        assert torch.equal(tensor, weights[1][name]), name

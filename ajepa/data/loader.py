@@ -106,5 +106,6 @@ def build_pretrain_loader(
         num_workers=num_workers,
         pin_memory=pin_memory,
         persistent_workers=False,
+        generator=torch.Generator(),  # worker base seeds must not draw from (and shift) the global RNG
         prefetch_factor=4 if num_workers else None,
     )

@@ -48,7 +48,10 @@ def compute_norm_stats(dataset: ClipDataset, max_clips: int | None = None, num_w
     if count == 0:
         raise ValueError(f"{dataset.name}: no clips to compute normalisation stats from")
     indices = np.unique(np.linspace(0, len(dataset) - 1, count).round().astype(np.int64))
-    loader = DataLoader(_ClipMoments(dataset, indices), batch_size=None, num_workers=num_workers)
+    # a private generator: a DataLoader otherwise draws its base seed from the global RNG,
+    # and computing stats on first use must not shift the model initialisation that follows
+    loader = DataLoader(_ClipMoments(dataset, indices), batch_size=None, num_workers=num_workers,
+                        generator=torch.Generator())
     total = torch.zeros(3, dtype=torch.float64)
     for moments in loader:
         total += moments

@@ -121,7 +121,8 @@ def extract_embeddings(
     depth = len(encoder.blocks)
     if avg_last_k > depth:
         raise ValueError(f"eval.probe.avg_last_k={avg_last_k} exceeds the encoder depth {depth}")
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    # private generator: extracting embeddings leaves the global RNG untouched
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0, generator=torch.Generator())
     model, features, labels, index = None, [], [], []
     was_training = encoder.training
     encoder.eval()

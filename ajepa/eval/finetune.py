@@ -202,7 +202,8 @@ def predict(model: Classifier, dataset: Dataset, batch_size: int, device: torch.
     """(labels, scores) over ``dataset`` with every patch visible, no augmentation."""
     model.eval()
     labels, scores = [], []
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0):
+    # private generator: evaluating between epochs must not move the global RNG (dropout draws from it)
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0, generator=torch.Generator()):
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(batch["spec"].to(device)).float()
         scores.append((torch.sigmoid(logits) if multilabel else torch.softmax(logits, 1)).cpu())

@@ -95,7 +95,6 @@ class Trainer:
             local_rank = int(os.environ.get("LOCAL_RANK", self.rank % torch.cuda.device_count()))
             self.device = torch.device("cuda", local_rank)
             torch.cuda.set_device(self.device)
-        torch.manual_seed(cfg.seed)
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         self.dataset = build_pretrain_dataset(cfg)
@@ -112,6 +111,9 @@ class Trainer:
         self.warmup_steps = warmup_steps(cfg.optim, steps_per_epoch)
         self.collator = MaskCollator(cfg.masking, cfg.grid, cfg.seed, self.total_steps)
 
+        # seeded right here, after the data set-up (which may generate and cache clips on
+        # first use): the initial weights depend on cfg.seed alone, cold cache or warm
+        torch.manual_seed(cfg.seed)
         self.model = AJEPA(cfg).to(self.device)
         self.peak_lr = cfg.optim.lr * (cfg.optim.batch_size / 256 if cfg.optim.scale_lr else 1.0)
         trainable = [self.model.context_encoder, self.model.predictor]
