@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-acceptance install benchmarks clean
+.PHONY: demo test install benchmarks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,9 +19,6 @@ demo: $(STAMP)  ## the main job: the masking ablation sweep on the built-in synt
 
 test: $(STAMP)  ## the whole test suite (CPU, a few minutes)
 	$(PY) -m pytest -q
-
-test-acceptance: $(STAMP)  ## minutes-long acceptance checks (pretrained tiny encoder vs random encoders)
-	$(PY) -m pytest -q -s -m acceptance
 
 benchmarks: $(STAMP)
 	$(PY) benchmarks/train_step.py

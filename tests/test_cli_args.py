@@ -10,8 +10,8 @@ TINY = str(Path(__file__).parents[1] / "experiments" / "tiny.yaml")
 
 
 def test_train_overrides_after_a_flag(capsys):
-    assert train_main([TINY, "--print-config", "optim.steps=70"]) == 0
-    assert "steps: 70" in capsys.readouterr().out
+    assert train_main([TINY, "--print-config", "optim.steps=700"]) == 0
+    assert "steps: 700" in capsys.readouterr().out
 
 
 def test_stats_overrides_after_an_option(tmp_path, synthetic_cache):

@@ -1,11 +1,18 @@
 """Issue-2 acceptance, short version: `experiments/tiny.yaml` pretraining must give an
 encoder whose linear probe beats random encoders of the same shape on the synthetic task.
 
-It runs the real tiny experiment end to end (about 3 minutes on 2 CPU cores), built-in
-evaluator included, so it is marked `acceptance` and run by `make test-acceptance`, not by CI's
-`make test`. Measured margins (docs/STATUS.md): pretrained 0.417-0.452 vs random 0.369 on
-84 test clips; the run-to-run spread of the pretrained number is not yet explained, and the
-margin is too small to gate CI on.
+It runs the real tiny experiment end to end (built-in evaluator included) and compares,
+on the same probe and test clips:
+- the pretrained EMA target encoder,
+- its own initial weights (seeded exactly as the trainer seeds them: a paired
+  comparison, so the margin measures what pretraining added, not a lucky draw), and
+- a second random encoder of the same shape.
+
+Margin: over seeds 0/1/2 the pretrained encoder led the better of its two random
+encoders by 0.145/0.161/0.300 accuracy on the 180 test clips (docs/STATUS.md). The test
+asks for MARGIN, about a third of the smallest of those, so numerical differences between
+machines cannot flip it while a pretraining that learns nothing still fails it (random
+encoders of this shape scored 0.19-0.30).
 """
 
 from __future__ import annotations
@@ -23,24 +30,25 @@ from ajepa.models.vit import encoder_from_config
 from ajepa.train import Trainer
 
 TINY = Path(__file__).parents[1] / "experiments" / "tiny.yaml"
+MARGIN = 0.05
 
 
-@pytest.mark.acceptance
+@pytest.mark.slow
 def test_pretrained_tiny_encoder_beats_random_encoders(tmp_path, synthetic_cache):
     cfg = load_config(TINY, [f"out_dir={tmp_path / 'run'}", f"data.cache_dir={synthetic_cache}", "device=cpu"])
     summary = Trainer(cfg, evaluator=build_evaluator(cfg)).fit()
     pretrained = summary["eval/synthetic/acc"]
 
     task_data = build_task_data(EvalTask(task="synthetic"), cfg)
-    random_scores = []
-    for seed in (0, 1):
+    random_scores = {}
+    for seed in (cfg.seed, cfg.seed + 1):  # the run's own initialisation, then another draw
         torch.manual_seed(seed)
         encoder = encoder_from_config(cfg.model, cfg.grid).eval()
-        random_scores.append(probe_encoder(encoder, task_data, cfg.eval)["eval/synthetic/acc"])
+        random_scores[seed] = probe_encoder(encoder, task_data, cfg.eval)["eval/synthetic/acc"]
 
     losses = [json.loads(line)["train/loss"] for line in (cfg.out_dir / "metrics.jsonl").read_text().splitlines()
               if "train/loss" in line]
     print(f"probe accuracy: pretrained {pretrained:.3f}, random {random_scores}; loss {losses[0]:.3f} -> {losses[-1]:.3f}")
     assert losses[-1] < 0.5 * losses[0]
     assert summary["train/target_rank"] > 8  # no collapse onto a few directions
-    assert pretrained > max(random_scores), (pretrained, random_scores)
+    assert pretrained >= max(random_scores.values()) + MARGIN, (pretrained, random_scores)
