@@ -48,7 +48,7 @@ def esc50(tmp_path):
         for target, category, esc10 in ESC_CLASSES:
             name = f"{fold}-{1000 + target}-A-{target}.wav"
             write_wav(root / "audio" / name, seed=fold * 10 + target)
-            rows.append(f"{name},{fold},{target},{category},{esc10},{1000 + target},A")
+            rows.append(f"{name},{fold},{target},{category},{esc10},{fold}{1000 + target},A")  # one source per clip
     (root / "meta").mkdir()
     (root / "meta" / "esc50.csv").write_text("\n".join(rows) + "\n")
     return root
@@ -67,6 +67,8 @@ def test_esc50_has_five_folds_each_testing_one_fold(esc50, tmp_path):
         assert not any(name.startswith(f"{k}-") for name in train_files) and len(train_files) == 12
         assert test_files | train_files == everything
         assert fold.val is None and not fold.train.train and not fold.test.train  # centre crop everywhere
+        # src_file travels with each clip, so validation carving keeps a recording on one side
+        assert sorted(fold.train.groups) == sorted(f"{f}{1000 + t}" for f in range(1, 6) if f != k for t, _, _ in ESC_CLASSES)
     item = data.folds[0].test[2]
     assert item["spec"].shape == (1, 128, 512) and int(item["label"]) == 2
 

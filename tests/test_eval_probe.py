@@ -101,11 +101,29 @@ def test_carve_validation_is_stratified_seeded_and_disjoint():
     assert len(carve_validation(multi, 0.25, 0)[1]) == 10
 
 
+def test_carve_validation_keeps_each_group_on_one_side():
+    # 3 classes x 6 recordings x 3 clips each; clips of a recording are near-duplicates
+    labels = np.repeat(np.arange(3), 18)
+    groups = np.array([f"rec{i // 3}" for i in range(54)])
+    train, val = carve_validation(labels, 0.2, seed=1, groups=groups)
+    assert set(groups[train]).isdisjoint(groups[val])
+    assert [int((labels[val] == c).sum()) for c in range(3)] == [6, 6, 6]  # 2 whole recordings of 6 per class
+    assert np.array_equal(carve_validation(labels, 0.2, seed=1, groups=groups)[1], val)
+    # every clip its own group is the ungrouped behaviour, draw for draw
+    assert np.array_equal(carve_validation(labels, 0.2, 1, groups=np.arange(54))[1], carve_validation(labels, 0.2, 1)[1])
+    # a class recorded once cannot give validation without leaking: it all stays in training
+    one_recording = np.where(labels == 2, "rec-solo", groups)
+    train, val = carve_validation(labels, 0.2, seed=1, groups=one_recording)
+    assert not (labels[val] == 2).any() and (labels[train] == 2).sum() == 18
+
+
 def test_carve_validation_fails_with_a_fix():
     with pytest.raises(ValueError, match="add data"):
         carve_validation(np.array([0]), 0.2, 0)
     with pytest.raises(ValueError, match="validation split"):
         carve_validation(np.array([0, 1, 2]), 0.2, 0)
+    with pytest.raises(ValueError, match="two training groups"):
+        carve_validation(np.array([0, 0, 1, 1]), 0.2, 0, groups=np.array(["a", "a", "b", "b"]))
 
 
 def test_probe_learns_blobs_and_selects_on_validation():

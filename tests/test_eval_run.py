@@ -134,7 +134,7 @@ def write_esc50(root, classes=3, per_fold=2, seconds=0.4, sample_rate=16000):
                 name = f"{fold}-{target}{take}-A-{target}.wav"
                 wave = 0.3 * np.sin(2 * np.pi * 300 * (target + 1) * t) + 0.05 * rng.normal(size=t.size)
                 soundfile.write(root / "audio" / name, wave.astype(np.float32), sample_rate)
-                rows.append([name, fold, target, f"class{target}", "False", f"{target}{take}", "A"])
+                rows.append([name, fold, target, f"class{target}", "False", f"{fold}{target}{take}", "A"])
     with (root / "meta" / "esc50.csv").open("w", newline="") as handle:
         csv.writer(handle).writerows([["filename", "fold", "target", "category", "esc10", "src_file", "take"], *rows])
 

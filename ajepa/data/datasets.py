@@ -67,6 +67,7 @@ class ClipRecord:
     start: float = 0.0
     duration: float | None = None
     gain: float = 1.0
+    group: str | None = None  # clips of one recording (ESC-50 src_file): kept together when validation is carved
 
 
 # --------------------------------------------------------------------------- storage
@@ -93,6 +94,7 @@ class RecordTable:
         self._split = [r.split for r in records] if any(r.split for r in records) else None
         self._fold = np.fromiter((-1 if r.fold is None else r.fold for r in records), dtype=np.int64,
                                  count=len(records))
+        self._group = [r.group for r in records] if any(r.group is not None for r in records) else None
 
     def __len__(self) -> int:
         return len(self._has_path)
@@ -105,6 +107,10 @@ class RecordTable:
     def labels(self, i: int) -> tuple[int, ...]:
         return tuple(int(c) for c in self._label_values[self._label_offsets[i] : self._label_offsets[i + 1]])
 
+    @property
+    def groups(self) -> list[str | None] | None:
+        return self._group
+
     def __getitem__(self, i: int) -> ClipRecord:
         duration = self._duration[i]
         return ClipRecord(
@@ -116,6 +122,7 @@ class RecordTable:
             start=float(self._start[i]),
             duration=None if np.isnan(duration) else float(duration),
             gain=float(self._gain[i]),
+            group=None if self._group is None else self._group[i],
         )
 
     def __iter__(self):
@@ -269,6 +276,13 @@ class ClipDataset(Dataset):
         for i in range(len(self)):
             hot[i, list(self.records.labels(i))] = True
         return hot
+
+    @property
+    def groups(self) -> np.ndarray | None:
+        """Recording key per clip (see ``ClipRecord.group``), or None when the data has none."""
+        if self.records.groups is None:
+            return None
+        return np.asarray([g if g is not None else f"\0clip{i}" for i, g in enumerate(self.records.groups)], dtype=object)
 
     def subset(self, indices: Iterable[int], name: str | None = None) -> "ClipDataset":
         """A dataset of the given clips (same frontend, classes and crop mode)."""

@@ -164,7 +164,8 @@ def esc50_source(root: str | os.PathLike, esc10: bool = False) -> Source:
         names = {int(row["target"]): row["category"] for row in rows}
         index = {target: i for i, target in enumerate(targets)}  # ESC-10 targets become 0..9
         records = [
-            ClipRecord(str(audio / row["filename"]), (index[int(row["target"])],), fold=int(row["fold"]))
+            ClipRecord(str(audio / row["filename"]), (index[int(row["target"])],), fold=int(row["fold"]),
+                       group=row["src_file"])
             for row in rows
         ]
     except ValueError as err:

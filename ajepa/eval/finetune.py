@@ -223,7 +223,7 @@ def finetune_fold(
     """
     device = torch.device(device) if device is not None else next(encoder.parameters()).device
     if val is None or len(val) == 0:
-        fit_pos, val_pos = carve_validation(dataset_labels(train), cfg.val_fraction, seed)
+        fit_pos, val_pos = carve_validation(dataset_labels(train), cfg.val_fraction, seed, getattr(train, "groups", None))
         train, val = _subset(train, fit_pos), _subset(train, val_pos)
     train = _training_view(train)
     forked = [device] if device.type == "cuda" else []

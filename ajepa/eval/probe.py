@@ -258,13 +258,14 @@ def _fit_sgd(features, labels, num_classes, multilabel, l2, cfg, seed, val, metr
 
 def probe_fold(
     train: Embeddings, val: Embeddings | None, test: Embeddings, num_classes: int, multilabel: bool,
-    metric: str, cfg: ProbeConfig, seed: int = 0,
+    metric: str, cfg: ProbeConfig, seed: int = 0, train_groups: np.ndarray | None = None,
 ) -> ProbeResult:
-    """Select L2 on validation, (re)fit, score test once. ``val=None`` carves it from ``train``."""
+    """Select L2 on validation, (re)fit, score test once. ``val=None`` carves it from ``train``,
+    keeping each of ``train_groups`` (one recording key per train clip) on one side."""
     if not cfg.l2_grid:
         raise ValueError("eval.probe.l2_grid is empty: give at least one L2 strength, e.g. [1e-3]")
     if val is None or len(val) == 0:
-        fit_pos, val_pos = carve_validation(train.labels, cfg.val_fraction, seed)
+        fit_pos, val_pos = carve_validation(train.labels, cfg.val_fraction, seed, train_groups)
         fit, val = train.take(fit_pos), train.take(val_pos)
     else:
         fit = train

@@ -210,7 +210,7 @@ def probe_encoder(
         result = probe_fold(
             embeddings[(name, "train")], embeddings.get((name, "val")), embeddings[(name, "test")],
             task_data.num_classes, task_data.multilabel, task_data.metric, eval_cfg.probe,
-            fold_seed(seed, position),
+            fold_seed(seed, position), train_groups=getattr(fold.train, "groups", None),
         )
         per_fold.append(result.metrics)
         names.append(name)

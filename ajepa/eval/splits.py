@@ -10,14 +10,20 @@ from __future__ import annotations
 import numpy as np
 
 
-def carve_validation(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def carve_validation(
+    labels: np.ndarray, fraction: float, seed: int, groups: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """(train positions, val positions) into ``labels``; stratified by class when single-label.
 
     ``labels`` is ``[N]`` class indices or ``[N, C]`` multi-hot. Single-label: each class
-    gives ``round(fraction * n_c)`` clips to validation, at least one when it has two or
+    gives about ``round(fraction * n_c)`` clips to validation, at least one when it has two or
     more, and never all of them, so every class stays in training. Multi-label: a seeded
     random share (exact stratification of label sets is not attempted).
-    Both outputs are sorted.
+
+    ``groups`` (one key per clip, e.g. ESC-50's ``src_file``) keeps clips cut from one
+    recording on one side: whole groups are drawn until the class's share is reached, and a
+    class with a single group gives none. Without it every clip is its own group. A group
+    belongs to the class of its first clip. Both outputs are sorted.
     """
     labels = np.asarray(labels)
     n = labels.shape[0]
@@ -25,29 +31,45 @@ def carve_validation(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
         raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
     if n < 2:
         raise ValueError(f"cannot carve a validation split from {n} training clip(s): add data")
+    if groups is None:
+        unit = np.arange(n)
+    else:
+        groups = np.asarray(groups)
+        if groups.shape[0] != n:
+            raise ValueError(f"{groups.shape[0]} group keys for {n} clips")
+        unit = np.unique(groups, return_inverse=True)[1].reshape(-1)
+    sizes = np.bincount(unit)
     rng = np.random.default_rng(seed)
     if labels.ndim == 2:
-        take = min(n - 1, max(1, round(fraction * n)))
-        val = rng.permutation(n)[:take]
+        val_units = _draw_units(rng.permutation(sizes.size), sizes, round(fraction * n))
     else:
-        val_parts = []
-        for cls in np.unique(labels):
-            members = rng.permutation(np.flatnonzero(labels == cls))
-            take = round(fraction * members.size)
-            if members.size >= 2:
-                take = min(members.size - 1, max(1, take))
-            else:
-                take = 0
-            val_parts.append(members[:take])
-        val = np.concatenate(val_parts) if val_parts else np.zeros(0, dtype=np.int64)
-        if val.size == 0:
+        first = np.unique(unit, return_index=True)[1]  # first clip of each group
+        unit_class = labels[first]
+        val_units = np.concatenate([
+            _draw_units(rng.permutation(np.flatnonzero(unit_class == cls)), sizes, None, fraction)
+            for cls in np.unique(unit_class)
+        ])
+        if val_units.size == 0:
             raise ValueError(
-                f"no class has two training clips, so no validation split can be carved from {n} clips: "
-                "add data or give the task a validation split"
+                f"no class has two training {'clips' if groups is None else 'groups'}, so no validation split "
+                f"can be carved from {n} clips: add data or give the task a validation split"
             )
-    val = np.sort(val.astype(np.int64))
+    val = np.sort(np.flatnonzero(np.isin(unit, val_units)).astype(np.int64))
     train = np.setdiff1d(np.arange(n), val)
     return train, val
+
+
+def _draw_units(order: np.ndarray, sizes: np.ndarray, target: int | None, fraction: float = 0.0) -> np.ndarray:
+    """The shortest prefix of the groups in ``order`` holding ``target`` clips (default
+    ``round(fraction * clips)``): at least one group and never all of them, none when
+    there is only one."""
+    if order.size < 2:
+        return order[:0]
+    clips = np.cumsum(sizes[order])
+    if target is None:
+        target = round(fraction * clips[-1])
+    count = int(np.searchsorted(clips, target)) + 1  # first prefix reaching the target
+    return order[: min(order.size - 1, max(1, count))]
 
 
 __all__ = ["carve_validation"]
