@@ -212,6 +212,16 @@ def test_audioset_missing_clips_are_an_error_unless_skipped(audioset, tmp_path):
     assert data.skipped == 1 and len(data.folds[0].train) == 2
 
 
+def test_audioset_clip_names_with_segment_times_are_found(audioset, tmp_path):
+    clips = audioset / "audios" / "balanced_train_segments"
+    (clips / "Y--PJHxphWEs.wav").rename(clips / "Y--PJHxphWEs_30.000_40.000.wav")  # audioset-dl style
+    (clips / "-0DdlOuIFUI.flac").rename(clips / "-0DdlOuIFUI_50000_60000.flac")    # times in ms
+    (clips / "Y0abcdefghi.wav").rename(clips / "Y0abcdefghi_0_10.wav")              # whole seconds
+    train = task("audioset", tmp_path, root=audioset).folds[0].train
+    assert sorted(Path(r.path).name for r in train.records) == [
+        "-0DdlOuIFUI_50000_60000.flac", "Y--PJHxphWEs_30.000_40.000.wav", "Y0abcdefghi_0_10.wav"]
+
+
 def test_audioset_json_manifest(audioset, tmp_path):
     manifest = {"data": [{"wav": "audios/balanced_train_segments/Y--PJHxphWEs.wav", "labels": "/m/09x0r"},
                          {"wav": str(audioset / "audios/balanced_train_segments/-0DdlOuIFUI.flac"),

@@ -292,7 +292,8 @@ def audioset_source(manifests: Sequence[Path], root: Path | None, skip_missing: 
 
     JSON: ``{"data": [{"wav": path, "labels": "/m/a,/m/b"}]}``, paths relative to the
     JSON's folder unless absolute. Segments CSV: clips found anywhere under `root` (default:
-    the CSV's folder) as ``<YTID>.<ext>`` or ``Y<YTID>.<ext>``. Labels index
+    the CSV's folder) as ``<YTID>.<ext>``, ``Y<YTID>.<ext>`` or either with the segment's times
+    (:func:`segment_stems`). Labels index
     ``class_labels_indices.csv`` (beside the manifest, or in `root`). Pass `clip_index`
     (from :func:`index_clips`) to reuse one walk of a large clip tree.
     """
@@ -388,12 +389,27 @@ def _audioset_segments(path: Path, mid_index: dict[str, int], clip_index: dict[s
                                          f"YTID, start_seconds, end_seconds, positive_labels")
             ytid = row[0].strip()
             labels = _label_indices(row[3], mid_index, f"{path}: segment {ytid}")
-            clip = clip_index.get(ytid) or clip_index.get("Y" + ytid)
+            clip = next((clip_index[s] for s in segment_stems(ytid, row[1], row[2]) if s in clip_index), None)
             if clip is None:
                 absent.append(ytid)
             else:
                 found.append(ClipRecord(clip, labels))
     return found, absent
+
+
+def segment_stems(ytid: str, start: str, end: str) -> list[str]:
+    """File names (without extension) that AudioSet downloaders give a segment, most common
+    first: ``<YTID>``, ``Y<YTID>`` (PANNs, Audio-MAE), and both with the segment's times as
+    written in the CSV (``_30.000_40.000``), in whole seconds (``_30_40``) or in ms
+    (``_30000_40000``)."""
+    stems = [ytid, "Y" + ytid]
+    try:
+        t0, t1 = float(start), float(end)
+    except ValueError:
+        return stems
+    for times in (f"{start.strip()}_{end.strip()}", f"{t0:g}_{t1:g}", f"{round(t0 * 1000)}_{round(t1 * 1000)}"):
+        stems += [f"{ytid}_{times}", f"Y{ytid}_{times}"]
+    return stems
 
 
 def index_clips(root: Path) -> dict[str, str]:
