@@ -124,6 +124,8 @@ def test_carve_validation_fails_with_a_fix():
         carve_validation(np.array([0, 1, 2]), 0.2, 0)
     with pytest.raises(ValueError, match="two training groups"):
         carve_validation(np.array([0, 0, 1, 1]), 0.2, 0, groups=np.array(["a", "a", "b", "b"]))
+    with pytest.raises(ValueError, match="two training groups"):  # multi-label, one recording
+        carve_validation(np.ones((4, 2), bool), 0.2, 0, groups=np.array(["a"] * 4))
 
 
 def test_probe_learns_blobs_and_selects_on_validation():

@@ -41,34 +41,32 @@ def carve_validation(
     sizes = np.bincount(unit)
     rng = np.random.default_rng(seed)
     if labels.ndim == 2:
-        val_units = _draw_units(rng.permutation(sizes.size), sizes, round(fraction * n))
+        val_units = _draw_units(rng.permutation(sizes.size), sizes, fraction)
     else:
         first = np.unique(unit, return_index=True)[1]  # first clip of each group
         unit_class = labels[first]
         val_units = np.concatenate([
-            _draw_units(rng.permutation(np.flatnonzero(unit_class == cls)), sizes, None, fraction)
+            _draw_units(rng.permutation(np.flatnonzero(unit_class == cls)), sizes, fraction)
             for cls in np.unique(unit_class)
         ])
-        if val_units.size == 0:
-            raise ValueError(
-                f"no class has two training {'clips' if groups is None else 'groups'}, so no validation split "
-                f"can be carved from {n} clips: add data or give the task a validation split"
-            )
+    if val_units.size == 0:
+        kind = "clips" if groups is None else "groups (recordings)"
+        raise ValueError(
+            f"no class has two training {kind}, so no validation split can be carved from {n} clips: "
+            "add data or give the task a validation split"
+        )
     val = np.sort(np.flatnonzero(np.isin(unit, val_units)).astype(np.int64))
     train = np.setdiff1d(np.arange(n), val)
     return train, val
 
 
-def _draw_units(order: np.ndarray, sizes: np.ndarray, target: int | None, fraction: float = 0.0) -> np.ndarray:
-    """The shortest prefix of the groups in ``order`` holding ``target`` clips (default
-    ``round(fraction * clips)``): at least one group and never all of them, none when
-    there is only one."""
+def _draw_units(order: np.ndarray, sizes: np.ndarray, fraction: float) -> np.ndarray:
+    """The shortest prefix of the groups in ``order`` holding ``round(fraction * clips)``
+    of their clips: at least one group and never all of them, none when there is only one."""
     if order.size < 2:
         return order[:0]
     clips = np.cumsum(sizes[order])
-    if target is None:
-        target = round(fraction * clips[-1])
-    count = int(np.searchsorted(clips, target)) + 1  # first prefix reaching the target
+    count = int(np.searchsorted(clips, round(fraction * clips[-1]))) + 1  # first prefix reaching it
     return order[: min(order.size - 1, max(1, count))]
 
 
