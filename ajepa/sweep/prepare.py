@@ -35,8 +35,8 @@ def prepare_data(sweep: Sweep, echo=print) -> None:
     needing = [cfg for cfg in _distinct_data(sweep) if cfg.frontend.norm == "dataset"]
     if not needing:
         return
-    from ajepa.audio.features import fbank_settings, stats_file, write_norm_stats
-    from ajepa.data.tasks import pretrain_stats_location
+    from ajepa.audio.features import stats_file
+    from ajepa.data.tasks import build_pretrain_dataset, pretrain_stats_location
 
     for cfg in needing:
         location = pretrain_stats_location(cfg.data)
@@ -52,12 +52,5 @@ def prepare_data(sweep: Sweep, echo=print) -> None:
                 )
             log.warning("cannot see %s from this machine; trials will look for %s themselves", location, path)
             continue
-        from ajepa.data.stats import compute_norm_stats
-        from ajepa.data.tasks import build_pretrain_dataset
-
         echo(f"preparing synthetic data and its normalisation stats in {Path(location)} (once) ...")
-        dataset = build_pretrain_dataset(cfg, normalise=False)
-        mean, std, used = compute_norm_stats(dataset)
-        write_norm_stats(location, mean, std, fbank_settings(cfg.frontend, cfg.data.sample_rate),
-                         num_clips=used, dataset_clips=len(dataset), data_kind=cfg.data.kind,
-                         config=f"sweep {sweep.name}")
+        build_pretrain_dataset(cfg)  # generates the clips and writes stats.json on first use
