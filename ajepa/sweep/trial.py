@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ajepa.eval import build_evaluator
 from ajepa.sweep.spec import Sweep, Trial, sample_trial
 from ajepa.sweep.tracking import MlflowTrialCallback, TrackingContext
 from ajepa.train.callbacks import Callback
@@ -60,18 +61,6 @@ class TrialPlan:
 def import_object(path: str) -> Any:
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)
-
-
-def build_evaluator(cfg) -> Callable | None:
-    """``ajepa.eval.build_evaluator(cfg)``, or None (with a warning) while that module is missing."""
-    if not cfg.eval.tasks:
-        return None
-    try:
-        from ajepa.eval import build_evaluator as build
-    except ImportError as err:
-        log.warning("ajepa.eval.build_evaluator unavailable (%s): trials run without evaluation", err)
-        return None
-    return build(cfg)
 
 
 class TuneReporter(Callback):
@@ -119,7 +108,7 @@ def train_trial(trial: Trial, plan: TrialPlan, reporter: TuneReporter | None) ->
     tracker.open()
     try:
         cfg = trial.config()
-        evaluator = build_evaluator(cfg)
+        evaluator = build_evaluator(cfg)  # None when cfg.eval.tasks is empty
         trainer_cls = import_object(plan.trainer)
         extra = [(import_object(f) if isinstance(f, str) else f)(trial) for f in plan.callbacks]
         callbacks = [tracker, *([reporter] if reporter else []), *extra]
