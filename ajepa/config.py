@@ -182,14 +182,25 @@ def _check_mask_ranges(model: Any, ranges: dict[str, tuple[float, float]]) -> An
     return model
 
 
-class RandomMask(StrictModel):
+class MaskCommon(StrictModel):
+    """What every top-level masking strategy shares."""
+
+    masks_per_clip: int = Field(
+        1, ge=1, le=64,
+        description="independent mask draws per clip (data2vec 2.0 / EAT's clone_batch): the target "
+        "encoder runs once per clip, the context encoder and predictor once per draw; the loss "
+        "averages over all draws",
+    )
+
+
+class RandomMask(MaskCommon):
     """Unstructured: `ratio` of all patches, uniformly at random, are targets."""
 
     strategy: Literal["random"] = "random"
     ratio: float = Field(0.75, gt=0, lt=1)
 
 
-class TimeMask(StrictModel):
+class TimeMask(MaskCommon):
     """Time strips: whole columns (every frequency patch) over spans of time patches."""
 
     strategy: Literal["time"] = "time"
@@ -201,7 +212,7 @@ class TimeMask(StrictModel):
         return _check_mask_ranges(self, {"strip_width": (0, math.inf)})
 
 
-class FreqMask(StrictModel):
+class FreqMask(MaskCommon):
     """Frequency strips: whole rows (every time patch) over spans of frequency patches."""
 
     strategy: Literal["freq"] = "freq"
@@ -213,7 +224,7 @@ class FreqMask(StrictModel):
         return _check_mask_ranges(self, {"strip_width": (0, math.inf)})
 
 
-class BlockMask(StrictModel):
+class BlockMask(MaskCommon):
     """One contiguous target block covering `ratio` of the grid."""
 
     strategy: Literal["block"] = "block"
@@ -226,7 +237,7 @@ class BlockMask(StrictModel):
         return _check_mask_ranges(self, {"aspect_ratio": (0, math.inf)})
 
 
-class _ContextBlockMask(StrictModel):
+class _ContextBlockMask(MaskCommon):
     """What multi-block and tf masks share: one context block minus the targets, the
     equal-length batching knobs and the ratio rescaling. Not a strategy by itself."""
 
@@ -306,7 +317,7 @@ class CurriculumSchedule(StrictModel):
         return self
 
 
-class CurriculumMask(StrictModel):
+class CurriculumMask(MaskCommon):
     """Move from an easy mask to a hard mask following `schedule`."""
 
     strategy: Literal["curriculum"] = "curriculum"
@@ -324,6 +335,16 @@ class CurriculumMask(StrictModel):
                 if isinstance(data.get(part), dict) and "strategy" not in data[part]:
                     data[part] = {"strategy": default, **data[part]}
         return data
+
+    @model_validator(mode="after")
+    def _views_on_top(self) -> "CurriculumMask":
+        for part in ("easy", "hard"):
+            if getattr(self, part).masks_per_clip != 1:
+                raise ValueError(
+                    f"masks_per_clip belongs to the curriculum, not to its {part} mask: "
+                    f"set masking.masks_per_clip instead of masking.{part}.masks_per_clip"
+                )
+        return self
 
 
 MaskingConfig = Annotated[
@@ -484,6 +505,12 @@ class TrainConfig(StrictModel):
     seed: int = 0
     out_dir: Path = Path("runs/ajepa")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(
+        None, ge=1,
+        description="torch intra-op threads of the training process. Unset: OMP_NUM_THREADS if set "
+        "(Ray sets it per trial), else half the CPUs this process may use (at least 1), which "
+        "leaves room for data loading and avoids the 10x slowdown of oversubscribed cores",
+    )
     log_every: int = Field(10, ge=1)
     checkpoint_every: int = Field(500, ge=1)
     keep_checkpoints: int = Field(1, ge=1)

@@ -170,3 +170,21 @@ def test_oversampling_narrows_the_context_sizes_that_batching_equalises():
         return float(np.mean(shares))
 
     assert kept(2.0) > 0.75 > 0.65 > kept(1.0)
+
+
+@pytest.mark.parametrize("cfg", [RandomMask(masks_per_clip=3), MultiBlockMask(masks_per_clip=3),
+                                 CurriculumMask(masks_per_clip=3)])
+def test_masks_per_clip_draws_independent_masks_for_each_clip(cfg):
+    out = MaskCollator(cfg, (8, 32), seed=0, total_steps=10)(items(4, 5, (8, 32)))
+    assert out["spec"].shape[0] == 5
+    check_batch(out, (8, 32), 15)
+    ctx = out["context_idx"].reshape(5, 3, -1)
+    assert all(not torch.equal(ctx[b, 0], ctx[b, 1]) for b in range(5)), "a clip's draws differ"
+
+
+def test_masks_per_clip_belongs_to_the_curriculum_not_its_parts():
+    from ajepa.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="set masking.masks_per_clip instead"):
+        load_config(None, ["masking.strategy=curriculum", "masking.easy.masks_per_clip=2"])
+    assert load_config(None, ["masking.strategy=curriculum", "masking.masks_per_clip=2"]).masking.masks_per_clip == 2

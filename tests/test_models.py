@@ -170,3 +170,39 @@ def test_jepa_gradients_reach_context_encoder_and_predictor_only():
     assert model.context_encoder.patch_embed.proj.weight.grad is not None
     assert model.predictor.mask_token.grad is not None
     assert all(p.grad is None for p in model.target_encoder.parameters())
+
+
+def test_masks_per_clip_equal_separate_passes_with_a_duplicated_target_forward():
+    """M masks per clip in one forward = the mean of M ordinary forwards, one per draw, each
+    with its own (duplicated) target forward; and the target encoder runs once per clip."""
+    torch.manual_seed(0)
+    cfg = load_config(None, ["model.preset=tiny", "frontend.target_frames=128"])
+    model = AJEPA(cfg).eval()
+    spec = torch.randn(2, 1, 128, 128)
+    views = 3
+    generator = torch.Generator().manual_seed(1)
+    # rows b*M + m: clip b, draw m; 5 context and 4 target patches each (2 blocks of 2)
+    rows = [torch.randperm(64, generator=generator)[:9] for _ in range(2 * views)]
+    ctx = torch.stack([r[:5].sort().values for r in rows])
+    tgt = torch.stack([r[5:] for r in rows])
+    block = torch.tensor([[0, 0, 1, 1]]).expand(2 * views, -1)
+
+    calls = []
+    hook = model.target_encoder.register_forward_hook(lambda m, inp, out: calls.append(inp[0].shape[0]))
+    loss, targets = model(spec, ctx, tgt, block)
+    hook.remove()
+    assert calls == [2]  # one target forward over the 2 clips, not over the 6 rows
+    assert targets.shape == (2 * views, 4, 96)
+
+    separate = []
+    for m in range(views):
+        picks = torch.arange(2) * views + m
+        separate.append(model(spec, ctx[picks], tgt[picks], block[picks])[0])
+    torch.testing.assert_close(loss, torch.stack(separate).mean())
+
+
+def test_mask_rows_must_be_a_whole_multiple_of_the_clips():
+    cfg = load_config(None, ["model.preset=tiny", "frontend.target_frames=128"])
+    model = AJEPA(cfg)
+    with pytest.raises(ValueError, match="whole number of masks per clip"):
+        model(torch.randn(2, 1, 128, 128), torch.zeros(3, 4, dtype=torch.long), torch.ones(3, 2, dtype=torch.long))

@@ -34,15 +34,18 @@ def step_seed(seed: int, step: int) -> int:
 class MaskCollator:
     """``collate_fn`` for items ``(step, sample_dict)``: default-collated samples + masks.
 
-    Adds ``context_idx [B, Nc]`` (sorted), ``target_idx [B, Nt]``, ``target_block [B, Nt]``,
-    ``mask_ratio`` (realised target share of the grid, batch mean) and ``hard_share``
-    (share of samples on the curriculum's hard mask). Progress is ``step / total_steps``.
+    Adds ``context_idx [B*M, Nc]`` (sorted), ``target_idx [B*M, Nt]``, ``target_block
+    [B*M, Nt]``, ``mask_ratio`` (realised target share of the grid, batch mean) and
+    ``hard_share`` (share of masks on the curriculum's hard mask). ``M =
+    cfg.masks_per_clip`` independent masks are drawn per clip; rows ``b*M .. b*M+M-1`` belong
+    to clip ``b`` (the model infers M from the row counts). Progress is ``step / total_steps``.
     """
 
     def __init__(self, cfg: Any, grid: tuple[int, int], seed: int, total_steps: int):
         if total_steps < 1:
             raise ValueError(f"total_steps must be >= 1, got {total_steps}")
         self.cfg, self.grid, self.seed, self.total_steps = cfg, tuple(grid), int(seed), int(total_steps)
+        self.masks_per_clip = int(getattr(cfg, "masks_per_clip", 1))
         self.sampler = build_mask_sampler(cfg, self.grid)
 
     def generator(self, step: int) -> torch.Generator:
@@ -67,4 +70,4 @@ class MaskCollator:
         clash = [key for key in MASK_KEYS if key in samples]
         if clash:
             raise ValueError(f"sample dicts already contain mask keys {clash}")
-        return {**samples, **self.masks(steps.pop(), len(items))}
+        return {**samples, **self.masks(steps.pop(), len(items) * self.masks_per_clip)}

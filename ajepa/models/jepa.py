@@ -34,9 +34,13 @@ class AJEPA(nn.Module):
 
     @torch.no_grad()
     def targets(self, spec: torch.Tensor, target_idx: torch.Tensor) -> torch.Tensor:
-        """Normalised target-encoder features of the full spectrogram, at the target positions."""
-        h = self.target_encoder(spec, num_layers_out=self.avg_last_k)
-        return gather_tokens(self.normalise_target(h), target_idx)
+        """Normalised target-encoder features of the full spectrogram, at the target positions.
+
+        The target encoder runs once per clip; with M masks per clip (``target_idx`` has
+        M rows per clip) its features are shared by the clip's M rows.
+        """
+        h = self.normalise_target(self.target_encoder(spec, num_layers_out=self.avg_last_k))
+        return gather_tokens(h.repeat_interleave(masks_per_clip(spec, target_idx), dim=0), target_idx)
 
     def forward(
         self,
@@ -45,9 +49,16 @@ class AJEPA(nn.Module):
         target_idx: torch.Tensor,
         target_block: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns (loss, targets); targets are returned for the collapse monitor."""
+        """Returns (loss, targets); targets are returned for the collapse monitor.
+
+        The index tensors may hold M rows per clip (rows ``b*M .. b*M+M-1`` are clip b's
+        masks, see ``ajepa.masks.MaskCollator``): the context encoder and predictor then
+        run on every row and the loss averages over all of them.
+        """
         targets = self.targets(spec, target_idx)
-        context = self.context_encoder(spec, keep_idx=context_idx)
+        views = masks_per_clip(spec, context_idx)
+        context = self.context_encoder(spec.repeat_interleave(views, dim=0) if views > 1 else spec,
+                                       keep_idx=context_idx)
         prediction = self.predictor(context, context_idx, target_idx, target_block)
         return self.loss_fn(prediction.float(), targets.float()), targets
 
@@ -57,6 +68,14 @@ class AJEPA(nn.Module):
         target = list(self.target_encoder.parameters())
         online = list(self.context_encoder.parameters())
         torch._foreach_lerp_(target, online, 1.0 - momentum)
+
+
+def masks_per_clip(spec: torch.Tensor, index: torch.Tensor) -> int:
+    """M, the number of mask rows per clip: ``index`` has ``M * B`` rows for B clips."""
+    clips, rows = spec.shape[0], index.shape[0]
+    if rows % clips:
+        raise ValueError(f"{rows} mask rows for {clips} clips: expected a whole number of masks per clip")
+    return rows // clips
 
 
 @torch.no_grad()

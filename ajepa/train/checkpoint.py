@@ -19,7 +19,7 @@ CHECKPOINT_DIR = "checkpoints"
 LAST = "last.pt"
 
 # Keys that may change between an interrupted run and its resumption.
-RESUMABLE_CHANGES = ("out_dir", "device", "log_every", "checkpoint_every", "keep_checkpoints",
+RESUMABLE_CHANGES = ("out_dir", "device", "threads", "log_every", "checkpoint_every", "keep_checkpoints",
                      "data.num_workers", "data.cache_dir", "eval.")
 
 

@@ -46,6 +46,29 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, which containers and Ray narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def configure_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads for training and return the number used.
+
+    Explicit `threads` wins; else OMP_NUM_THREADS (Ray sets it to a trial's CPUs); else
+    half the usable CPUs. Why not torch's default (every core): beside any other busy
+    process, the threads of small matmuls wait on each other, and a tiny pretraining run
+    on 2 cores measured 10.5 samples/s at the default against 106 with one thread.
+    """
+    if threads is None:
+        env = os.environ.get("OMP_NUM_THREADS", "").strip()
+        threads = int(env) if env.isdigit() and int(env) > 0 else max(1, usable_cpus() // 2)
+    torch.set_num_threads(threads)
+    return threads
+
+
 def parameter_groups(modules: Iterable[torch.nn.Module]) -> list[dict[str, Any]]:
     """AdamW groups: no weight decay on biases, norms, positional tables and mask tokens."""
     decay, no_decay = [], []
@@ -90,6 +113,7 @@ class Trainer:
 
         cfg = self.cfg
         self.device = resolve_device(cfg.device)
+        self.threads = configure_threads(cfg.threads)
         if self.device.type == "cuda" and self.world_size > 1:
             # one GPU per DDP worker: LOCAL_RANK as torchrun and Ray Train set it
             local_rank = int(os.environ.get("LOCAL_RANK", self.rank % torch.cuda.device_count()))
