@@ -2,11 +2,14 @@
 
     python benchmarks/train_step.py                        # tiny and base on this machine
     python benchmarks/train_step.py --preset base --batch 64 --device cuda --precision bf16
+    python benchmarks/train_step.py --preset tiny --frames 192 --batch 8 --masks-per-clip 1 2 4
 
 Masks come from the real collator (multi-block by default), so token counts are the
 ones training sees. FLOPs are counted analytically (matmuls + attention, 2 per MAC):
 target forward over all patches, context forward+backward (x3) over the context, and
-predictor forward+backward over context + targets. Prints numbers; asserts nothing.
+predictor forward+backward over context + targets. With M masks per clip the target
+forward runs once per clip and the rest once per mask: `samples/s` counts clips,
+`masks/s` counts (clip, mask) pairs. Prints numbers; asserts nothing.
 """
 
 from __future__ import annotations
@@ -22,20 +25,26 @@ from ajepa.models import AJEPA
 from ajepa.models.vit import vit_flops_per_token
 
 
-def step_flops(cfg, n_all: int, n_ctx: int, n_tgt: int) -> float:
+def step_flops(cfg, n_all: int, n_ctx: int, n_tgt: int, views: int = 1) -> float:
+    """FLOPs per clip of one step with `views` masks per clip."""
     m = cfg.model
     target = n_all * vit_flops_per_token(m.encoder_dim, m.encoder_depth, n_all, m.mlp_ratio)
+    return target + views * _masked_flops(cfg, n_ctx, n_tgt)
+
+
+def _masked_flops(cfg, n_ctx: int, n_tgt: int) -> float:
+    m = cfg.model
     context = 3 * n_ctx * vit_flops_per_token(m.encoder_dim, m.encoder_depth, n_ctx, m.mlp_ratio)
     n_pred = n_ctx + n_tgt
     predictor = 3 * n_pred * vit_flops_per_token(m.predictor_dim, m.predictor_depth, n_pred, m.mlp_ratio)
-    return target + context + predictor
+    return context + predictor
 
 
 def bench(preset: str, batch: int, frames: int, device: str, precision: str, steps: int, warmup: int,
-          compile_: bool) -> dict:
+          compile_: bool, views: int = 1) -> dict:
     cfg = load_config(None, [f"model.preset={preset}", f"frontend.target_frames={frames}",
                              f"optim.batch_size={batch}", "optim.steps=1000", "optim.warmup=1",
-                             f"optim.precision={precision}"])
+                             f"optim.precision={precision}", f"masking.masks_per_clip={views}"])
     dev = torch.device(device)
     model = AJEPA(cfg).to(dev).train()
     forward = torch.compile(model, dynamic=True) if compile_ else model
@@ -64,12 +73,13 @@ def bench(preset: str, batch: int, frames: int, device: str, precision: str, ste
     for b in batches[warmup:]:
         one(b)
         n_ctx, n_tgt = b["context_idx"].shape[1], b["target_idx"].shape[1]
-        flops += batch * step_flops(cfg, cfg.grid[0] * cfg.grid[1], n_ctx, n_tgt)
+        flops += batch * step_flops(cfg, cfg.grid[0] * cfg.grid[1], n_ctx, n_tgt, views)
     if dev.type == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
     return {"preset": preset, "grid": f"{cfg.grid[0]}x{cfg.grid[1]}", "batch": batch, "device": device,
-            "precision": precision, "steps/s": steps / elapsed, "samples/s": steps * batch / elapsed,
+            "precision": precision, "M": views, "steps/s": steps / elapsed,
+            "samples/s": steps * batch / elapsed, "masks/s": steps * batch * views / elapsed,
             "TFLOP/s": flops / elapsed / 1e12, "GFLOP/sample": flops / (steps * batch) / 1e9}
 
 
@@ -83,13 +93,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--masks-per-clip", type=int, nargs="+", default=[1], metavar="M",
+                        help="masking.masks_per_clip values to compare (default 1)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     presets = args.preset or ["tiny", "base"]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
     for preset in presets:
         batch = args.batch or (32 if preset == "tiny" or args.device == "cuda" else 8)
-        row = bench(preset, batch, args.frames, args.device, args.precision, args.steps, args.warmup, args.compile)
-        print("  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        for views in args.masks_per_clip:
+            row = bench(preset, batch, args.frames, args.device, args.precision, args.steps, args.warmup,
+                        args.compile, views)
+            print("  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
 
 
 if __name__ == "__main__":

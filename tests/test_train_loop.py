@@ -119,3 +119,19 @@ def test_initial_weights_do_not_depend_on_a_cold_or_warm_data_cache(tiny_config,
     assert (cache / "synthetic").is_dir()
     for name, tensor in weights[0].items():
         assert torch.equal(tensor, weights[1][name]), name
+
+
+def test_thread_setting_explicit_then_environment_then_half_the_cpus(monkeypatch):
+    import torch
+
+    from ajepa.train.loop import configure_threads, usable_cpus
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")
+        assert configure_threads(1) == 1 and torch.get_num_threads() == 1
+        assert configure_threads(None) == 3
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert configure_threads(None) == max(1, usable_cpus() // 2) == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
