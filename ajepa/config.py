@@ -444,9 +444,10 @@ class ProbeConfig(StrictModel):
     train), never on test; with `refit` the chosen model is refitted on train+val.
     """
 
-    pooling: Literal["mean", "freq_concat"] = Field(
+    pooling: Literal["mean", "freq_concat", "mean_max"] = Field(
         "mean", description="'mean': average of all patches; 'freq_concat': mean over time per "
-        "frequency row, rows concatenated (M2D)"
+        "frequency row, rows concatenated (M2D); 'mean_max': the same frame vectors (rows "
+        "concatenated per time column), mean + max over time (EVAR)"
     )
     avg_last_k: int = Field(1, ge=1, description="average the last k encoder layers before pooling")
     solver: Literal["lbfgs", "sgd"] = Field(

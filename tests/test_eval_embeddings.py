@@ -48,6 +48,14 @@ def test_mean_and_freq_concat_pooling():
         pool_tokens(tokens, (2, 3), "max")
 
 
+def test_mean_max_pooling_is_evar_temporal_pooling_of_row_concatenated_frames():
+    tokens = torch.tensor([[0.0, 5.0, 1.0, 2.0, 2.0, 8.0]]).reshape(1, 6, 1)  # rows [0 5 1], [2 2 8]
+    # frame vectors (row0, row1) per time column: (0,2), (5,2), (1,8); mean (2,4) + max (5,8)
+    assert pool_tokens(tokens, (2, 3), "mean_max").tolist() == [[7.0, 12.0]]
+    with pytest.raises(ValueError, match="mean_max"):
+        pool_tokens(tokens[:, :5], (2, 3), "mean_max")
+
+
 def test_extract_matches_a_manual_forward_and_restores_mode():
     encoder = tiny_encoder().train()
     data = TensorSet(10)

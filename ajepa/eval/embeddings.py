@@ -56,16 +56,22 @@ def pool_tokens(tokens: torch.Tensor, grid: tuple[int, int], pooling: str) -> to
     'mean': ``[B, D]``, the average over all patches (A-JEPA, Audio-MAE linear probe).
     'freq_concat': ``[B, H*D]``, mean over time within each frequency row, rows
     concatenated from the lowest band up (M2D): keeps where in frequency a feature sits.
+    'mean_max': ``[B, H*D]``, EVAR's temporal pooling of M2D-style frame features: each time
+    column's rows concatenated into one frame vector, then mean + max over time (summed),
+    so a short event is not averaged away by the silence around it.
     """
     if pooling == "mean":
         return tokens.mean(1)
-    if pooling == "freq_concat":
+    if pooling in ("freq_concat", "mean_max"):
         rows, cols = grid
         batch, count, dim = tokens.shape
         if count != rows * cols:
-            raise ValueError(f"freq_concat pooling needs all {rows}x{cols} patches, got {count} tokens")
-        return tokens.reshape(batch, rows, cols, dim).mean(2).reshape(batch, rows * dim)
-    raise ValueError(f"unknown pooling {pooling!r}: choose 'mean' or 'freq_concat' (eval.probe.pooling)")
+            raise ValueError(f"{pooling} pooling needs all {rows}x{cols} patches, got {count} tokens")
+        frames = tokens.reshape(batch, rows, cols, dim).permute(0, 2, 1, 3).reshape(batch, cols, rows * dim)
+        if pooling == "freq_concat":
+            return frames.mean(1)
+        return frames.mean(1) + frames.amax(1)
+    raise ValueError(f"unknown pooling {pooling!r}: choose 'mean', 'freq_concat' or 'mean_max' (eval.probe.pooling)")
 
 
 def encoder_for_input(encoder: SpectrogramViT, spec_shape: tuple[int, ...]) -> SpectrogramViT:
