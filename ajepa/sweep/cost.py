@@ -62,7 +62,8 @@ def trial_cost(cfg: TrainConfig) -> TrialCost:
     enc = mc.encoder_depth * _block_params(mc.encoder_dim, mc.mlp_ratio)
     pred = mc.predictor_depth * _block_params(mc.predictor_dim, mc.mlp_ratio) + 2 * mc.encoder_dim * mc.predictor_dim
     context, targets = _token_shares(cfg)
-    per_sample = 2 * enc * n + 6 * enc * context * n + 6 * pred * (context + targets) * n
+    views = cfg.masking.masks_per_clip  # target forward once per clip, the rest once per mask
+    per_sample = 2 * enc * n + views * (6 * enc * context * n + 6 * pred * (context + targets) * n)
     samples = steps * cfg.optim.batch_size
     return TrialCost(steps, samples, per_sample * samples)
 
