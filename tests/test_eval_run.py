@@ -76,12 +76,41 @@ def test_probe_encoder_separates_informative_from_constant_features(cache_dir):
     assert bad["eval/synthetic/acc"] <= 0.5
 
 
-def test_finetune_protocol_through_the_evaluator(cache_dir):
+def read_predictions(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_evaluator_writes_per_clip_predictions_that_reproduce_the_accuracy(cache_dir, tmp_path):
+    cfg = tiny_config(cache_dir, "eval.tasks=[{task: synthetic}]")
+    evaluator = build_evaluator(cfg, predictions_dir=tmp_path / "predictions")
+    torch.manual_seed(0)
+    first = encoder_from_config(cfg.model, cfg.grid)
+    metrics = evaluator({"target": first, "context": first}, 7)
+    rows = read_predictions(tmp_path / "predictions" / "synthetic.csv")
+    assert rows and list(rows[0]) == ["step", "fold", "clip", "label", "prediction", "correct"]
+    assert {r["step"] for r in rows} == {"7"}
+    assert len({(r["fold"], r["clip"]) for r in rows}) == len(rows)  # one row per test clip
+    assert all(r["clip"].startswith("wave") for r in rows)
+    assert all(int(r["correct"]) == (r["label"] == r["prediction"]) for r in rows)
+    assert np.mean([int(r["correct"]) for r in rows]) == pytest.approx(metrics["eval/synthetic/acc"])  # one fold
+    # another encoder: the same clips under the same ids, the file replaced by the latest evaluation
+    torch.manual_seed(1)
+    second = encoder_from_config(cfg.model, cfg.grid)
+    evaluator({"target": second, "context": second}, 9)
+    again = read_predictions(tmp_path / "predictions" / "synthetic.csv")
+    assert {r["step"] for r in again} == {"9"}
+    assert [(r["fold"], r["clip"], r["label"]) for r in again] == [(r["fold"], r["clip"], r["label"]) for r in rows]
+
+
+def test_finetune_protocol_through_the_evaluator(cache_dir, tmp_path):
     cfg = tiny_config(cache_dir, "eval.tasks=[{task: synthetic, protocol: finetune}]", "eval.finetune.epochs=1",
                       "eval.finetune.batch_size=16", "eval.finetune.specaug_time=8", "eval.finetune.specaug_freq=4")
     encoder = encoder_from_config(cfg.model, cfg.grid)
-    metrics = build_evaluator(cfg)({"target": encoder, "context": encoder}, 1)
+    metrics = build_evaluator(cfg, predictions_dir=tmp_path)({"target": encoder, "context": encoder}, 1)
     assert {"eval/synthetic/acc", "eval/synthetic/f1", "eval/synthetic/map"} <= set(metrics)
+    rows = read_predictions(tmp_path / "synthetic.csv")
+    assert np.mean([int(r["correct"]) for r in rows]) == pytest.approx(metrics["eval/synthetic/acc"])
 
 
 # --------------------------------------------------------------------------- CLI

@@ -158,12 +158,18 @@ def regularization_inputs(
 
 @dataclass
 class FinetuneResult:
-    """Test metrics of the epoch chosen on validation."""
+    """Test metrics of the epoch chosen on validation.
+
+    ``test_labels`` / ``test_predictions``: the per-clip outcome behind ``metrics``, in the
+    test dataset's order (arg-max class, or ``probability >= 0.5`` when multi-label).
+    """
 
     metrics: dict[str, float]
     best_epoch: int
     val_score: float
     val_history: list[float]
+    test_labels: np.ndarray | None = None
+    test_predictions: np.ndarray | None = None
 
 
 def dataset_labels(dataset: Dataset) -> np.ndarray:
@@ -282,7 +288,9 @@ def _finetune(encoder, train, val, test, num_classes, multilabel, metric, cfg: F
         raise FloatingPointError(f"fine-tuning never produced a finite validation {metric}: {history}")
     model.load_state_dict(best_state)
     labels, scores = predict(model, test, eval_batch_size, device, multilabel)
-    return FinetuneResult(classification_metrics(labels, scores, multilabel), best_epoch, best_score, history)
+    predictions = (scores >= 0.5).astype(np.int8) if multilabel else scores.argmax(1)
+    return FinetuneResult(classification_metrics(labels, scores, multilabel), best_epoch, best_score, history,
+                          test_labels=labels, test_predictions=predictions)
 
 
 __all__ = [

@@ -55,13 +55,22 @@ class LinearModel:
 
 @dataclass
 class ProbeResult:
-    """Test metrics of one fold and how they were chosen (never from test)."""
+    """Test metrics of one fold and how they were chosen (never from test).
+
+    ``test_labels`` / ``test_predictions`` are the per-clip outcome behind ``metrics``, in
+    the order of the test embeddings (``test_index``: each item's index in its split
+    dataset): class indices and the arg-max class (single-label), or multi-hot truth and
+    ``probability >= 0.5`` (multi-label).
+    """
 
     metrics: dict[str, float]
     l2: float
     val_score: float
     val_scores: dict[float, float] = field(default_factory=dict)
     epochs: int | None = None
+    test_labels: np.ndarray | None = None
+    test_predictions: np.ndarray | None = None
+    test_index: np.ndarray | None = None
 
 
 def standardisation(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -295,8 +304,12 @@ def probe_fold(
         else:
             model, _, _ = fit_sgd(both.features, both.labels, num_classes, multilabel, best_l2, cfg, seed,
                                   epochs=epochs)
-    metrics = classification_metrics(test.labels, model.scores(test.features), multilabel)
-    return ProbeResult(metrics, best_l2, val_scores[best_l2], val_scores, epochs)
+    scores = model.scores(test.features)
+    metrics = classification_metrics(test.labels, scores, multilabel)
+    predictions = (scores >= 0.5).astype(np.int8) if multilabel else scores.argmax(1)
+    return ProbeResult(metrics, best_l2, val_scores[best_l2], val_scores, epochs,
+                       test_labels=np.asarray(test.labels), test_predictions=predictions,
+                       test_index=np.asarray(test.index))
 
 
 __all__ = ["LinearModel", "ProbeResult", "fit_lbfgs", "fit_sgd", "probe_fold", "standardisation"]

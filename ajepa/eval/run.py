@@ -9,12 +9,22 @@ functions behind ``ajepa-eval``.
 
 Linear probes extract embeddings once per task: a clip that appears in several folds
 (ESC-50: every clip is in one test fold and four training folds) is encoded once.
+
+Per-clip test outcomes: :func:`probe_encoder` / :func:`finetune_encoder` fill an optional
+``predictions`` list with one row per test clip (fold, clip id, true label, predicted label,
+correct flag), :class:`TaskResult` carries them, and an evaluator built with
+``predictions_dir`` writes them to ``<predictions_dir>/<task>.csv`` after every evaluation
+(the sweep puts that folder in each trial's out_dir and logs it to MLflow). Clip ids are
+the same clip in every trial of a sweep, so two encoders can be compared clip by clip
+(``analysis.clips``).
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,13 +55,110 @@ class FoldReport:
 
 @dataclass
 class TaskResult:
-    """Aggregated ``eval/<task>/...`` metrics plus per-fold details for reports."""
+    """Aggregated ``eval/<task>/...`` metrics plus per-fold details and per-clip test outcomes."""
 
     task: str
     protocol: str
     metrics: dict[str, float]
     folds: list[FoldReport] = field(default_factory=list)
     seconds: float = 0.0
+    predictions: list[dict[str, Any]] = field(default_factory=list)  # PREDICTION_COLUMNS per test clip
+
+
+# --------------------------------------------------------------------------- per-clip test outcomes
+
+PREDICTION_COLUMNS = ("fold", "clip", "label", "prediction", "correct")
+
+
+def clip_ids(dataset: Dataset, root: str | None = None) -> list[str]:
+    """A name per item of ``dataset`` that means the same clip in every trial of a sweep.
+
+    Files: the path relative to ``root`` (default: the folder all of the dataset's files
+    share), with ``@<start>`` for a slice that does not start at 0; rows of an in-memory
+    set (the synthetic data): ``wave<row>``; datasets without records: the item index.
+    """
+    records = getattr(dataset, "records", None)
+    if records is None:
+        return [str(i) for i in range(len(dataset))]
+    items = [records[i] for i in range(len(dataset))]
+    if root is None:
+        root = common_folder(r.path for r in items)
+    out = []
+    for i, record in enumerate(items):
+        if record.path is not None:
+            name = os.path.relpath(record.path, root) if root else record.path
+        elif record.wave_index >= 0:
+            name = f"wave{record.wave_index}"
+        else:
+            name = str(i)
+        if record.start:
+            name += f"@{record.start:g}"
+        out.append(name)
+    return out
+
+
+def common_folder(paths) -> str | None:
+    """The deepest folder holding every path (None without file paths)."""
+    folders = {os.path.dirname(os.path.abspath(p)) for p in paths if p is not None}
+    if not folders:
+        return None
+    try:
+        return os.path.commonpath(sorted(folders))
+    except ValueError:  # different drives
+        return None
+
+
+def _label_text(label) -> str:
+    label = np.asarray(label)
+    if label.ndim == 0:
+        return str(int(label))
+    return ";".join(str(int(c)) for c in np.flatnonzero(label))  # multi-hot -> class indices
+
+
+def prediction_rows(fold_name: str, dataset: Dataset, labels, predictions, index=None,
+                    root: str | None = None) -> list[dict[str, Any]]:
+    """One row per test clip: ``fold, clip, label, prediction, correct``.
+
+    ``labels``/``predictions``: class indices (single-label; ``correct`` is 1 or 0) or
+    multi-hot rows (multi-label: ``;``-joined class indices, ``correct`` is empty since
+    accuracy has no agreed meaning there). ``index``: each row's item index in ``dataset``
+    (default: dataset order).
+    """
+    names = clip_ids(dataset, root)
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    positions = np.arange(len(labels)) if index is None else np.asarray(index)
+    rows = []
+    for j, position in enumerate(positions):
+        single = labels.ndim == 1
+        rows.append({"fold": str(fold_name), "clip": names[int(position)], "label": _label_text(labels[j]),
+                     "prediction": _label_text(predictions[j]),
+                     "correct": int(labels[j] == predictions[j]) if single else ""})
+    return rows
+
+
+def task_clip_root(task_data) -> str | None:
+    """One folder for the clip ids of every test split of a task (ids do not depend on the fold)."""
+    paths = []
+    for fold in task_data.folds:
+        records = getattr(fold.test, "records", None)
+        if records is not None:
+            paths += [records.path(i) for i in range(len(records))]
+    return common_folder(paths)
+
+
+def write_predictions(path: str | Path, rows: list[dict[str, Any]], step: int | None = None) -> Path:
+    """Write prediction rows as CSV (atomically: a reader never sees half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    columns = (["step"] if step is not None else []) + list(PREDICTION_COLUMNS)
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**({"step": step} if step is not None else {}), **row})
+    tmp.replace(path)
+    return path
 
 
 def task_prefix(task: EvalTask | None, task_data: Any = None) -> str:
@@ -196,14 +303,16 @@ def cached_task_embeddings(
 def probe_encoder(
     encoder: torch.nn.Module, task_data, eval_cfg: EvalConfig, *, seed: int = 0, prefix: str | None = None,
     cache: EmbeddingCache | None = None, task: EvalTask | None = None, device: torch.device | str | None = None,
-    details: list[FoldReport] | None = None,
+    details: list[FoldReport] | None = None, predictions: list[dict[str, Any]] | None = None,
 ) -> dict[str, float]:
     """Linear-probe metrics ``eval/<prefix>/...`` of a frozen encoder on a built task.
 
-    ``details``, when a list is given, receives one :class:`FoldReport` per fold.
+    ``details``, when a list is given, receives one :class:`FoldReport` per fold;
+    ``predictions`` one row per test clip (:func:`prediction_rows`).
     """
     prefix = prefix or task_prefix(task, task_data)
     embeddings = cached_task_embeddings(encoder, task_data, eval_cfg, cache, task, device)
+    root = task_clip_root(task_data) if predictions is not None else None
     per_fold, names = [], []
     for position, fold in enumerate(task_data.folds):
         name = str(fold.name)
@@ -214,6 +323,9 @@ def probe_encoder(
         )
         per_fold.append(result.metrics)
         names.append(name)
+        if predictions is not None and result.test_predictions is not None:
+            predictions += prediction_rows(name, fold.test, result.test_labels, result.test_predictions,
+                                           result.test_index, root)
         if details is not None:
             selection = {"l2": result.l2, f"val_{task_data.metric}": result.val_score,
                          "val_scores": {str(k): v for k, v in result.val_scores.items()}}
@@ -226,10 +338,14 @@ def probe_encoder(
 def finetune_encoder(
     encoder: torch.nn.Module, task_data, eval_cfg: EvalConfig, *, seed: int = 0, prefix: str | None = None,
     task: EvalTask | None = None, device: torch.device | str | None = None,
-    details: list[FoldReport] | None = None,
+    details: list[FoldReport] | None = None, predictions: list[dict[str, Any]] | None = None,
 ) -> dict[str, float]:
-    """Fine-tuning metrics ``eval/<prefix>/...``; each fold fine-tunes its own copy of ``encoder``."""
+    """Fine-tuning metrics ``eval/<prefix>/...``; each fold fine-tunes its own copy of ``encoder``.
+
+    ``details`` and ``predictions`` as in :func:`probe_encoder`.
+    """
     prefix = prefix or task_prefix(task, task_data)
+    root = task_clip_root(task_data) if predictions is not None else None
     per_fold, names = [], []
     for position, fold in enumerate(task_data.folds):
         result = finetune_fold(
@@ -238,6 +354,9 @@ def finetune_encoder(
         )
         per_fold.append(result.metrics)
         names.append(str(fold.name))
+        if predictions is not None and result.test_predictions is not None:
+            predictions += prediction_rows(str(fold.name), fold.test, result.test_labels, result.test_predictions,
+                                           root=root)
         if details is not None:
             details.append(FoldReport(str(fold.name), result.metrics, {
                 "best_epoch": result.best_epoch, f"val_{task_data.metric}": result.val_score,
@@ -275,22 +394,29 @@ def evaluate_task(
         task_data = build_task_data(task, cfg)
     seed = cfg.eval.seed if cfg.eval.seed is not None else cfg.seed
     folds: list[FoldReport] = []
+    rows: list[dict[str, Any]] = []
     if task.protocol == "linear":
         metrics = probe_encoder(encoder, task_data, cfg.eval, seed=seed, cache=cache, task=task, device=device,
-                                details=folds)
+                                details=folds, predictions=rows)
     elif task.protocol == "finetune":
-        metrics = finetune_encoder(encoder, task_data, cfg.eval, seed=seed, task=task, device=device, details=folds)
+        metrics = finetune_encoder(encoder, task_data, cfg.eval, seed=seed, task=task, device=device, details=folds,
+                                   predictions=rows)
     else:
         raise ValueError(f"unknown eval protocol {task.protocol!r}: choose linear or finetune")
-    return TaskResult(task_prefix(task, task_data), task.protocol, metrics, folds, time.perf_counter() - started)
+    return TaskResult(task_prefix(task, task_data), task.protocol, metrics, folds, time.perf_counter() - started,
+                      predictions=rows)
 
 
-def build_evaluator(cfg: TrainConfig) -> Callable[[dict[str, torch.nn.Module], int], dict[str, float]] | None:
+def build_evaluator(
+    cfg: TrainConfig, predictions_dir: str | Path | None = None,
+) -> Callable[[dict[str, torch.nn.Module], int], dict[str, float]] | None:
     """The Trainer's evaluator: ``evaluator({"target": enc, "context": enc}, step) -> metrics``.
 
     Tasks are built on the first call and kept. Embeddings stay in memory (the encoder
     changes between calls, so a disk cache would never be hit). The global RNG is forked,
-    so evaluating mid-run does not change the rest of pretraining.
+    so evaluating mid-run does not change the rest of pretraining. With ``predictions_dir``
+    every evaluation (re)writes ``<predictions_dir>/<task>.csv``: the per-clip test outcome
+    of the latest evaluation, with its step.
     """
     if not cfg.eval.tasks:
         return None
@@ -315,12 +441,15 @@ def build_evaluator(cfg: TrainConfig) -> Callable[[dict[str, torch.nn.Module], i
                     built[position] = build_task_data(task, cfg)
                 result = evaluate_task(encoder, task, cfg, task_data=built[position], device=device)
                 metrics.update(result.metrics)
+                if predictions_dir is not None and result.predictions:
+                    write_predictions(Path(predictions_dir) / f"{result.task}.csv", result.predictions, step)
         return metrics
 
     return evaluator
 
 
 __all__ = [
-    "FoldReport", "TaskResult", "build_evaluator", "build_task_data", "embed_task", "evaluate_task",
+    "FoldReport", "PREDICTION_COLUMNS", "TaskResult", "build_evaluator", "clip_ids", "prediction_rows",
+    "write_predictions", "build_task_data", "embed_task", "evaluate_task",
     "finetune_encoder", "probe_encoder", "task_prefix", "default_cache", "cached_task_embeddings",
 ]
