@@ -59,7 +59,7 @@ def bench(preset: str, batch: int, frames: int, device: str, precision: str, ste
     def one(b):
         with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
             loss, _ = forward(b["spec"].to(dev), b["context_idx"].to(dev), b["target_idx"].to(dev),
-                              b["target_block"].to(dev))
+                              b["target_block"].to(dev) if b["num_blocks"] > 1 else None)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -206,3 +206,20 @@ def test_mask_rows_must_be_a_whole_multiple_of_the_clips():
     model = AJEPA(cfg)
     with pytest.raises(ValueError, match="whole number of masks per clip"):
         model(torch.randn(2, 1, 128, 128), torch.zeros(3, 4, dtype=torch.long), torch.ones(3, 2, dtype=torch.long))
+
+
+def test_training_forward_compiles_as_one_graph_without_host_syncs():
+    """No `bool(tensor)` / `.item()` in the step: dynamo captures it whole (fullgraph=True
+    raises on a graph break). The eager backend only traces, so this stays fast on CPU."""
+    from ajepa.masks import MaskCollator
+
+    torch._dynamo.reset()
+    cfg = load_config(None, ["model.preset=tiny", "frontend.target_frames=128", "masking.masks_per_clip=2"])
+    model = AJEPA(cfg)
+    batch = MaskCollator(cfg.masking, cfg.grid, seed=0, total_steps=10)(
+        [(3, {"spec": torch.randn(1, 128, 128)}) for _ in range(2)])
+    assert batch["num_blocks"] == 4  # multi-block: the predictor needs the block mask
+    compiled = torch.compile(model, backend="eager", fullgraph=True)
+    loss, _ = compiled(batch["spec"], batch["context_idx"], batch["target_idx"], batch["target_block"])
+    torch.testing.assert_close(loss, model(batch["spec"], batch["context_idx"], batch["target_idx"],
+                                           batch["target_block"])[0])

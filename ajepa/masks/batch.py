@@ -168,6 +168,9 @@ def to_index_tensors(batch: MaskBatch, rng: np.random.Generator) -> dict[str, to
         "context_idx": torch.from_numpy(context),
         "target_idx": torch.from_numpy(np.ascontiguousarray(target_idx, dtype=np.int64)),
         "target_block": torch.from_numpy(np.ascontiguousarray(target_block, dtype=np.int64)),
+        # a plain int made here, on the CPU, so the step never asks the GPU whether the
+        # blocks differ (a host sync per step, and a graph break under torch.compile)
+        "num_blocks": int(target_block.max(initial=0)) + 1 if target_block.size else 0,
         "mask_ratio": float(np.count_nonzero(covered)) / covered.size,
         "hard_share": float(batch.hard.mean()),
     }

@@ -17,7 +17,7 @@ from torch.utils.data import default_collate
 from ajepa.masks.batch import to_index_tensors
 from ajepa.masks.strategies import build_mask_sampler, numpy_rng
 
-MASK_KEYS = ("context_idx", "target_idx", "target_block", "mask_ratio", "hard_share")
+MASK_KEYS = ("context_idx", "target_idx", "target_block", "num_blocks", "mask_ratio", "hard_share")
 _MASK_STREAM = 0x6D61736B  # "mask": keeps the mask stream apart from other (seed, step) streams
 
 
@@ -35,7 +35,7 @@ class MaskCollator:
     """``collate_fn`` for items ``(step, sample_dict)``: default-collated samples + masks.
 
     Adds ``context_idx [B*M, Nc]`` (sorted), ``target_idx [B*M, Nt]``, ``target_block
-    [B*M, Nt]``, ``mask_ratio`` (realised target share of the grid, batch mean) and
+    [B*M, Nt]``, ``num_blocks`` (int: target blocks per mask, at most), ``mask_ratio`` (realised target share of the grid, batch mean) and
     ``hard_share`` (share of masks on the curriculum's hard mask). ``M =
     cfg.masks_per_clip`` independent masks are drawn per clip; rows ``b*M .. b*M+M-1`` belong
     to clip ``b`` (the model infers M from the row counts). Progress is ``step / total_steps``.

@@ -67,9 +67,9 @@ class Predictor(nn.Module):
         masks = self.mask_token.to(ctx.dtype).expand(batch, num_targets, -1)
         masks = masks + gather_tokens(pos.expand(batch, -1, -1), target_idx)
         x = torch.cat([ctx, masks], dim=1)
-        attn_mask = None
-        if target_block is not None and bool((target_block != target_block[:, :1]).any()):
-            attn_mask = block_attention_mask(ctx.shape[1], target_block)
+        # one block needs no mask; callers pass target_block=None then (the collator's
+        # num_blocks says so without a device sync)
+        attn_mask = None if target_block is None else block_attention_mask(ctx.shape[1], target_block)
         for block in self.blocks:
             x = block(x, attn_mask=attn_mask)
         return self.proj(self.norm(x[:, ctx.shape[1]:]))

@@ -218,7 +218,8 @@ class Trainer:
         spec = batch["spec"].to(self.device, non_blocking=True)
         context_idx = batch["context_idx"].to(self.device, non_blocking=True)
         target_idx = batch["target_idx"].to(self.device, non_blocking=True)
-        target_block = batch["target_block"].to(self.device, non_blocking=True)
+        target_block = (batch["target_block"].to(self.device, non_blocking=True)
+                        if batch["num_blocks"] > 1 else None)
 
         autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype)
                     if self.autocast_dtype else nullcontext())
