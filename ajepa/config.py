@@ -69,6 +69,11 @@ class DataConfig(StrictModel):
     )
     cache_dir: Path = Path(".cache/ajepa")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    feature_cache: bool = Field(
+        True, description="compute each clip's log-mel once into float16 files under cache_dir/features and "
+        "crop/normalise those (pretraining and evaluation; bypassed when frontend.dither > 0); "
+        "see ajepa.data.feature_cache",
+    )
     synthetic: SyntheticConfig = SyntheticConfig()
 
     @model_validator(mode="after")

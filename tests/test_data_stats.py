@@ -27,7 +27,7 @@ def folder_config(tmp_path):
             soundfile.write(path, scale * rng.standard_normal(int(RATE * (0.2 + 0.1 * i))), RATE)
     config = tmp_path / "exp.yaml"
     config.write_text(yaml.safe_dump({
-        "data": {"kind": "folder", "root": str(tmp_path / "data")},
+        "data": {"kind": "folder", "root": str(tmp_path / "data"), "cache_dir": str(tmp_path / "cache")},
         "frontend": {"target_frames": 64, "norm": "dataset"},
         "optim": {"steps": 10, "warmup": 1},
     }))

@@ -286,14 +286,16 @@ def test_synthetic_task_reuses_the_pretraining_set(tmp_path):
 
 
 def test_pretraining_esc50_uses_every_fold_and_random_crops(esc50, tmp_path):
-    cfg = load_config(None, {"data": {"kind": "esc50", "root": str(esc50)}, "frontend": {"target_frames": 64},
+    cfg = load_config(None, {"data": {"kind": "esc50", "root": str(esc50), "cache_dir": str(tmp_path / "cache")},
+                             "frontend": {"target_frames": 64},
                              "optim": {"steps": 10, "warmup": 1}})
     dataset = build_pretrain_dataset(cfg)
     assert len(dataset) == 15 and dataset.train and dataset[(0, 3)]["spec"].shape == (1, 128, 64)
 
 
 def test_pretraining_speech_commands_uses_the_train_split(speech_commands, tmp_path):
-    cfg = load_config(None, {"data": {"kind": "speechcommands", "root": str(speech_commands), "crop": "center"},
+    cfg = load_config(None, {"data": {"kind": "speechcommands", "root": str(speech_commands), "crop": "center",
+                                      "cache_dir": str(tmp_path / "cache")},
                              "optim": {"steps": 10, "warmup": 1}})
     dataset = build_pretrain_dataset(cfg)
     assert len(dataset) == 35 and not dataset.train
@@ -301,13 +303,15 @@ def test_pretraining_speech_commands_uses_the_train_split(speech_commands, tmp_p
 
 
 def test_pretraining_audioset_defaults_to_the_unbalanced_then_balanced_list(audioset, tmp_path):
-    cfg = load_config(None, {"data": {"kind": "audioset", "root": str(audioset)}, "optim": {"steps": 10, "warmup": 1}})
+    cfg = load_config(None, {"data": {"kind": "audioset", "root": str(audioset), "cache_dir": str(tmp_path / "cache")},
+                             "optim": {"steps": 10, "warmup": 1}})
     dataset = build_pretrain_dataset(cfg)
     assert len(dataset) == 3 and dataset.multilabel and dataset[0]["spec"].shape == (1, 128, 1024)
 
 
 def test_dataset_norm_for_real_data_asks_for_ajepa_stats(esc50, tmp_path):
-    cfg = load_config(None, {"data": {"kind": "esc50", "root": str(esc50)}, "frontend": {"norm": "dataset"},
+    cfg = load_config(None, {"data": {"kind": "esc50", "root": str(esc50), "cache_dir": str(tmp_path / "cache")},
+                             "frontend": {"norm": "dataset"},
                              "optim": {"steps": 10, "warmup": 1}})
     with pytest.raises(ValueError, match=rf"{esc50}/stats\.json.*ajepa-stats CONFIG"):
         build_pretrain_dataset(cfg)
@@ -319,7 +323,8 @@ def test_pretraining_manifest_takes_its_train_rows(tmp_path):
     (tmp_path / "m" / "list.csv").write_text("path,label,split\n0.wav,a,train\n1.wav,b,train\n2.wav,a,test\n3.wav,b,val\n")
     for data in ({"kind": "manifest", "manifest": str(tmp_path / "m" / "list.csv")},
                  {"kind": "manifest", "root": str(tmp_path / "m" / "list.csv")}):
-        cfg = load_config(None, {"data": data, "optim": {"steps": 10, "warmup": 1}})
+        cfg = load_config(None, {"data": {**data, "cache_dir": str(tmp_path / "cache")},
+                                 "optim": {"steps": 10, "warmup": 1}})
         dataset = build_pretrain_dataset(cfg)
         assert [Path(r.path).name for r in dataset.records] == ["0.wav", "1.wav"]
         assert pretrain_stats_location(cfg.data) == tmp_path / "m"

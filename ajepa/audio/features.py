@@ -120,10 +120,17 @@ class Frontend:
         mean, std = self.stats
         return (spec - mean) / (2.0 * std)
 
+    def finish(self, log_mel: torch.Tensor, train: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Steps 2-3 on an un-normalised log-mel ``[F, T]`` (float32, or the feature cache's
+        float16: cropped first, then widened, so normalisation runs in float32)."""
+        with single_threaded():
+            spec = self.fit_frames(log_mel, train, generator)
+            spec = spec.to(dtype=torch.float32, memory_format=torch.contiguous_format)
+            return self.normalise(spec).unsqueeze(0)
+
     def __call__(self, wave: torch.Tensor, train: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
         with single_threaded():
-            spec = self.fit_frames(self.log_mel(wave), train, generator)
-            return self.normalise(spec).unsqueeze(0)
+            return self.finish(self.log_mel(wave), train, generator)
 
 
 # --------------------------------------------------------------------------- statistics

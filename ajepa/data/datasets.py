@@ -23,6 +23,11 @@ Design notes, each answering a failure seen in practice:
   around each item. Indexing with ``(step, index)`` seeds a private generator from
   ``(crop_seed, step, index)`` instead, for callers without that wrapper. Either way crops
   are identical across worker counts and after a resume.
+- **Decoding in the hot loop.** With a :class:`~ajepa.data.feature_cache.FeatureCache`
+  (``features``; built by ``ajepa.data.feature_cache.build_feature_cache``) an item reads
+  its clip's cached un-normalised log-mel instead of decoding and running the fbank; the
+  crop and normalisation that follow are the same code, so items agree with the uncached
+  path up to float16 rounding. Records without an entry fall back to the audio.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from torch.utils.data import Dataset
 
 from ajepa.audio.features import Frontend
 from ajepa.audio.io import AUDIO_EXTENSIONS, AudioError, check_audio_file, load_audio, prepare_wave
+from ajepa.data.feature_cache import FeatureCache
 
 log = logging.getLogger("ajepa.data")
 
@@ -177,6 +183,7 @@ class ClipDataset(Dataset):
 
     `train` selects the random crop (else centred). Build it with validated records (see
     :func:`validate_records`); `skipped` carries how many files validation dropped.
+    `features` (aligned with the records) serves cached log-mels, see :meth:`with_features`.
     """
 
     def __init__(
@@ -193,6 +200,7 @@ class ClipDataset(Dataset):
         crop_seed: int = 0,
         name: str = "clips",
         skipped: int = 0,
+        features: FeatureCache | None = None,
     ):
         self.records = records if isinstance(records, RecordTable) else RecordTable(records)
         self.frontend = frontend
@@ -205,12 +213,17 @@ class ClipDataset(Dataset):
         self.crop_seed = int(crop_seed)
         self.name = name
         self.skipped = int(skipped)
+        self.features = None
+        if features is not None:
+            self.features = self._check_features(features)
         if len(self.class_names) != self.num_classes:
             raise ValueError(f"{name}: {len(self.class_names)} class names for {self.num_classes} classes")
 
     def __repr__(self) -> str:
         mode = "random crop" if self.train else "centre crop"
-        return f"ClipDataset({self.name!r}, {len(self)} clips, {self.num_classes} classes, {mode}, {self.frontend})"
+        cached = ", feature cache" if self.features is not None else ""
+        return (f"ClipDataset({self.name!r}, {len(self)} clips, {self.num_classes} classes, {mode}{cached}, "
+                f"{self.frontend})")
 
     def __len__(self) -> int:
         return len(self.records)
@@ -228,14 +241,14 @@ class ClipDataset(Dataset):
         for attempt in range(len(self)):
             current = (index + attempt) % len(self)
             try:
-                wave = self.wave(current)
+                log_mel = self.raw_log_mel(current)
             except AudioError as err:
                 if not self.skip_bad_files:
                     raise AudioError(err.path, f"{err.reason}; {SKIP_HINT}") from None
                 warnings.warn(f"skipping bad clip {err}; using clip {(current + 1) % len(self)} instead",
                               RuntimeWarning, stacklevel=2)
                 continue
-            spec = self.frontend(wave, train=self.train, generator=generator)
+            spec = self.frontend.finish(log_mel, train=self.train, generator=generator)
             return {"spec": spec, "label": self.target(current), "index": current}
         raise AudioError(self.name, "every clip failed to load")
 
@@ -263,9 +276,30 @@ class ClipDataset(Dataset):
             return hot
         return torch.tensor(labels[0], dtype=torch.long)
 
-    def log_mel(self, index: int) -> torch.Tensor:
-        """Un-normalised, un-padded log-mel ``[F, T]`` of a clip (for normalisation stats)."""
+    def raw_log_mel(self, index: int) -> torch.Tensor:
+        """Un-normalised, un-padded log-mel ``[F, T]``: float16 from the feature cache when
+        it holds the clip, else float32 computed from the audio."""
+        if self.features is not None:
+            cached = self.features.read(index)
+            if cached is not None:
+                return cached
         return self.frontend.log_mel(self.wave(index))
+
+    def log_mel(self, index: int) -> torch.Tensor:
+        """Un-normalised, un-padded float32 log-mel ``[F, T]`` of a clip (for normalisation stats)."""
+        return self.raw_log_mel(index).to(torch.float32)
+
+    def with_features(self, features: FeatureCache | None) -> "ClipDataset":
+        """The same dataset reading log-mels from `features` (aligned with its records)."""
+        return self._replace(features=None if features is None else self._check_features(features))
+
+    def _check_features(self, features: FeatureCache) -> FeatureCache:
+        if len(features) != len(self.records):
+            raise ValueError(f"{self.name}: feature cache for {len(features)} records, dataset has {len(self.records)}")
+        if features.num_mel_bins != self.frontend.num_mel_bins:
+            raise ValueError(f"{self.name}: feature cache of {features.num_mel_bins} mel bins, "
+                             f"frontend has {self.frontend.num_mel_bins}")
+        return features
 
     @property
     def labels(self) -> np.ndarray:
@@ -286,8 +320,10 @@ class ClipDataset(Dataset):
 
     def subset(self, indices: Iterable[int], name: str | None = None) -> "ClipDataset":
         """A dataset of the given clips (same frontend, classes and crop mode)."""
-        records = [self.records[int(i)] for i in indices]
-        return self._replace(records=RecordTable(records), name=name or self.name)
+        indices = [int(i) for i in indices]
+        records = [self.records[i] for i in indices]
+        features = None if self.features is None else self.features.subset(indices)
+        return self._replace(records=RecordTable(records), name=name or self.name, features=features)
 
     def as_training(self, train: bool = True) -> "ClipDataset":
         """The same clips with random (train) or centred crops, e.g. for fine-tuning."""

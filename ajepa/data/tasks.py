@@ -23,6 +23,9 @@ folder / manifest       any       pretraining's  acc     1
 Normalisation follows ``frontend.norm``; with ``norm='dataset'`` each task reads the
 stats.json beside its own data, unless the caller passes ``norm_stats`` (e.g. the
 pretraining stats, to feed a frozen encoder what it saw in pretraining).
+
+With ``data.feature_cache`` (the default) pretraining and task datasets read their clips'
+log-mels from ``ajepa.data.feature_cache``, built here before the first item is served.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from ajepa.data.datasets import (
     stratified_split_codes,
     validate_records,
 )
+from ajepa.data.feature_cache import FeatureCache, build_feature_cache
 from ajepa.data.stats import compute_norm_stats
 from ajepa.data.synthetic import SPLITS as SYNTHETIC_SPLITS
 from ajepa.data.synthetic import load_synthetic, synthetic_folder
@@ -497,25 +501,41 @@ def build_task(
     source = _task_source(task, data, sample_rate, clip_seconds, skip)
     source = _validated(source, skip)
     target_frames = _task_frames(task, spec, frontend_cfg, sample_rate)
-    stats = norm_stats if norm_stats is not None else _norm_stats(frontend_cfg, source, sample_rate)
-    frontend = Frontend(frontend_cfg, sample_rate, stats, target_frames)
     name = task.name or task.task
+    if task.task == "esc50":
+        parts = {}
+        for k in _esc50_folds(task):
+            parts[f"fold{k}/train"] = [r for r in source.records if r.fold != k]
+            parts[f"fold{k}/test"] = [r for r in source.records if r.fold == k]
+    else:
+        parts = {part: source.split(part) for part in ("train", "val", "test")}
+    parts = {part: cap_records(records, task.max_clips) for part, records in parts.items()}
+    stats = norm_stats
+    if stats is None and not _stats_need_computing(frontend_cfg, source):
+        stats = _norm_stats(frontend_cfg, source, sample_rate)  # missing stats fail before any caching
+    cache = None
+    if data.feature_cache:  # over the clips the parts use, so a max_clips check stays quick
+        used = {id(r): r for records in parts.values() for r in records}
+        raw = ClipDataset(list(used.values()), Frontend(frontend_cfg, sample_rate, None, target_frames),
+                          num_classes=len(source.class_names), waves=source.waves, skip_bad_files=skip,
+                          class_names=source.class_names, name=name)
+        cache = build_feature_cache(raw, data.cache_dir, num_workers=data.num_workers)
+    if stats is None and frontend_cfg.norm != "none":
+        stats = _norm_stats(frontend_cfg, source, sample_rate, cache)
+    frontend = Frontend(frontend_cfg, sample_rate, stats, target_frames)
 
-    def dataset(records: list[ClipRecord], part: str) -> ClipDataset:
-        return ClipDataset(cap_records(records, task.max_clips), frontend, num_classes=len(source.class_names),
+    def dataset(part: str) -> ClipDataset:
+        records = parts[part]
+        return ClipDataset(records, frontend, num_classes=len(source.class_names),
                            multilabel=source.multilabel, class_names=source.class_names, train=False,
-                           waves=source.waves, skip_bad_files=skip, name=f"{name}/{part}", skipped=source.skipped)
+                           waves=source.waves, skip_bad_files=skip, name=f"{name}/{part}", skipped=source.skipped,
+                           features=None if cache is None else cache.select(records))
 
     if task.task == "esc50":
-        folds = []
-        for k in _esc50_folds(task):
-            train = [r for r in source.records if r.fold != k]
-            test = [r for r in source.records if r.fold == k]
-            folds.append(Fold(f"fold{k}", dataset(train, f"fold{k}/train"), None, dataset(test, f"fold{k}/test")))
+        folds = [Fold(f"fold{k}", dataset(f"fold{k}/train"), None, dataset(f"fold{k}/test"))
+                 for k in _esc50_folds(task)]
     else:
-        val = source.split("val")
-        folds = [Fold("fold1", dataset(source.split("train"), "train"),
-                      dataset(val, "val") if val else None, dataset(source.split("test"), "test"))]
+        folds = [Fold("fold1", dataset("train"), dataset("val") if parts["val"] else None, dataset("test"))]
     for fold in folds:
         for part in (fold.train, fold.test):
             if len(part) == 0:
@@ -566,19 +586,29 @@ def _validated(source: Source, skip: bool) -> Source:
     return source
 
 
-def _norm_stats(frontend_cfg: FrontendConfig, source: Source, sample_rate: int) -> tuple[float, float] | None:
+def _norm_stats(frontend_cfg: FrontendConfig, source: Source, sample_rate: int,
+                cache: FeatureCache | None = None) -> tuple[float, float] | None:
     """Resolve ``frontend.norm`` for `source`. The synthetic set's stats.json is computed on
-    first use (over its train split), like the set itself; real data needs ``ajepa-stats``."""
+    first use (over its train split), like the set itself; real data needs ``ajepa-stats``.
+    `cache` (a feature cache holding at least that train split) serves the log-mels."""
     stats_path = stats_file(source.stats_location)
-    if frontend_cfg.norm == "dataset" and source.name == "synthetic" and not stats_path.is_file():
-        train = ClipDataset(source.split("train"), Frontend(frontend_cfg, sample_rate, None),
+    if _stats_need_computing(frontend_cfg, source):
+        records = source.split("train")
+        train = ClipDataset(records, Frontend(frontend_cfg, sample_rate, None),
                             num_classes=len(source.class_names), waves=source.waves,
-                            class_names=source.class_names, name="synthetic/train")
+                            class_names=source.class_names, name="synthetic/train",
+                            features=None if cache is None else cache.select(records))
         mean, std, used = compute_norm_stats(train)
         write_norm_stats(stats_path, mean, std, fbank_settings(frontend_cfg, sample_rate), num_clips=used,
                          dataset_clips=len(train), data_kind="synthetic")
         log.info("synthetic: wrote normalisation stats mean=%.4f std=%.4f to %s", mean, std, stats_path)
     return resolve_norm_stats(frontend_cfg, source.stats_location, sample_rate)
+
+
+def _stats_need_computing(frontend_cfg: FrontendConfig, source: Source) -> bool:
+    """True when :func:`_norm_stats` would compute the synthetic set's stats (first use)."""
+    return (frontend_cfg.norm == "dataset" and source.name == "synthetic"
+            and not stats_file(source.stats_location).is_file())
 
 
 def _esc50_folds(task: EvalTask) -> list[int]:
@@ -666,14 +696,25 @@ def _manifest_path(data: DataConfig) -> Path:
 def build_pretrain_dataset(cfg: TrainConfig, normalise: bool = True) -> ClipDataset:
     """The pretraining set: train split of ``cfg.data``, crops per ``data.crop`` (random by
     default), crop randomness seeded by ``cfg.seed``. ``normalise=False`` gives raw log-mel
-    (what ``ajepa-stats`` averages)."""
-    source = _validated(pretrain_source(cfg.data), cfg.data.skip_bad_files)
-    source.stats_location = pretrain_stats_location(cfg.data)
+    (what ``ajepa-stats`` averages). With ``data.feature_cache`` the clips' log-mels are
+    cached first (see ``ajepa.data.feature_cache``), so the stats read them too."""
+    data = cfg.data
+    source = _validated(pretrain_source(data), data.skip_bad_files)
+    source.stats_location = pretrain_stats_location(data)
     if not source.records:
-        raise DatasetLayoutError(f"pretraining data ({cfg.data.kind}) has no clips in its train split")
-    stats = _norm_stats(cfg.frontend, source, cfg.data.sample_rate) if normalise else None
-    frontend = Frontend(cfg.frontend, cfg.data.sample_rate, stats)
-    return ClipDataset(source.records, frontend, num_classes=len(source.class_names), multilabel=source.multilabel,
-                       class_names=source.class_names, train=cfg.data.crop == "random", waves=source.waves,
-                       skip_bad_files=cfg.data.skip_bad_files, crop_seed=cfg.seed, name=f"pretrain/{source.name}",
-                       skipped=source.skipped)
+        raise DatasetLayoutError(f"pretraining data ({data.kind}) has no clips in its train split")
+    dataset = ClipDataset(source.records, Frontend(cfg.frontend, data.sample_rate, None),
+                          num_classes=len(source.class_names), multilabel=source.multilabel,
+                          class_names=source.class_names, train=data.crop == "random", waves=source.waves,
+                          skip_bad_files=data.skip_bad_files, crop_seed=cfg.seed, name=f"pretrain/{source.name}",
+                          skipped=source.skipped)
+    stats = None
+    if normalise and not _stats_need_computing(cfg.frontend, source):
+        stats = _norm_stats(cfg.frontend, source, data.sample_rate)  # missing stats fail before any caching
+    if data.feature_cache:
+        dataset = dataset.with_features(build_feature_cache(dataset, data.cache_dir, num_workers=data.num_workers))
+    if not normalise:
+        return dataset
+    if stats is None:
+        stats = _norm_stats(cfg.frontend, source, data.sample_rate, dataset.features)
+    return dataset._replace(frontend=Frontend(cfg.frontend, data.sample_rate, stats))
