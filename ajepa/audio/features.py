@@ -114,10 +114,12 @@ class Frontend:
             start = (frames - target) // 2
         return spec[..., start : start + target]
 
-    def normalise(self, spec: torch.Tensor) -> torch.Tensor:
+    def normalise(self, spec: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         if self.stats is None:
             return spec
         mean, std = self.stats
+        if inplace:  # the same arithmetic, without two temporaries
+            return spec.sub_(mean).div_(2.0 * std)
         return (spec - mean) / (2.0 * std)
 
     def finish(self, log_mel: torch.Tensor, train: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -125,8 +127,8 @@ class Frontend:
         float16: cropped first, then widened, so normalisation runs in float32)."""
         with single_threaded():
             spec = self.fit_frames(log_mel, train, generator)
-            spec = spec.to(dtype=torch.float32, memory_format=torch.contiguous_format)
-            return self.normalise(spec).unsqueeze(0)
+            spec = spec.to(dtype=torch.float32, memory_format=torch.contiguous_format, copy=True)
+            return self.normalise(spec, inplace=True).unsqueeze(0)
 
     def __call__(self, wave: torch.Tensor, train: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
         with single_threaded():

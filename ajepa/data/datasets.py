@@ -113,6 +113,13 @@ class RecordTable:
     def labels(self, i: int) -> tuple[int, ...]:
         return tuple(int(c) for c in self._label_values[self._label_offsets[i] : self._label_offsets[i + 1]])
 
+    def first_label(self, i: int) -> int:
+        """The first label of record `i` (IndexError if it has none)."""
+        start = self._label_offsets[i]
+        if start == self._label_offsets[i + 1]:
+            raise IndexError(f"record {i} has no label")
+        return int(self._label_values[start])
+
     @property
     def groups(self) -> list[str | None] | None:
         return self._group
@@ -269,12 +276,11 @@ class ClipDataset(Dataset):
         return wave * gain if gain != 1.0 else wave
 
     def target(self, index: int) -> torch.Tensor:
-        labels = self.records.labels(index)
-        if self.multilabel:
-            hot = torch.zeros(self.num_classes, dtype=torch.float32)
-            hot[list(labels)] = 1.0
-            return hot
-        return torch.tensor(labels[0], dtype=torch.long)
+        if not self.multilabel:
+            return torch.tensor(int(self.records.first_label(index)), dtype=torch.long)
+        hot = torch.zeros(self.num_classes, dtype=torch.float32)
+        hot[list(self.records.labels(index))] = 1.0
+        return hot
 
     def raw_log_mel(self, index: int) -> torch.Tensor:
         """Un-normalised, un-padded log-mel ``[F, T]``: float16 from the feature cache when
