@@ -5,8 +5,11 @@
     ajepa-tables sweeps/ratio.yaml --reference "70 %" --out reports/ratio
 
 Prints the table in ``--format`` to stdout; with ``--out DIR`` also writes it in every
-format (``<name>.md``, ``.tex``, ``.csv``, ``<name>_comparisons.csv``) and the figures
-(PNG + PDF) there.
+format (``<name>.md``, ``.tex``, ``.csv``, ``<name>_comparisons.csv`` and, with a control
+row, ``<name>_control_comparisons.csv``) and the figures (PNG + PDF) there.
+
+The per-clip test predictions the trials logged (``predictions/<task>.csv`` artifacts) are
+read for the clip-level test (``p (clips)``); ``--no-clips`` skips them (seed level only).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from analysis.clips import load_predictions
 from analysis.paper import available_tables, find_paper
 from analysis.plots import plot_ablation, plot_training_curves, slug
 from analysis.render import render
@@ -48,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     parser.add_argument("--raw", action="store_true", help="keep fractions as logged (no x100 to points)")
     parser.add_argument("--no-plots", action="store_true", help="with --out: skip the figures")
+    parser.add_argument("--no-clips", action="store_true",
+                        help="skip the clip-level test (no per-clip predictions are downloaded)")
     return parser
 
 
@@ -63,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         table_name = source.table or recorded.get("table")
         # an explicit --paper must exist; a spec's `table:` without shipped numbers is only noted
         spec_paper = table_name if table_name and find_paper(table_name) else None
-        report = build_report(runs, metrics=args.metrics or source.metrics or recorded.get("metrics") or None,
+        predictions = None if args.no_clips else load_predictions(runs)
+        report = build_report(runs, predictions=predictions, metrics=args.metrics or source.metrics or recorded.get("metrics") or None,
                               reference=args.reference, paper=args.paper or spec_paper,
                               title=source.name or source.experiment,
                               description=source.description or recorded.get("description"),
@@ -94,6 +101,10 @@ def write_outputs(report: Report, runs, out_dir: Path, plots: bool = True) -> li
     comparisons = out_dir / f"{name}_comparisons.csv"
     report.comparison.to_csv(comparisons, index=False)
     written.append(comparisons)
+    if report.control is not None:
+        comparisons = out_dir / f"{name}_control_comparisons.csv"
+        report.control.to_csv(comparisons, index=False)
+        written.append(comparisons)
     if plots:
         for metric in report.metrics:
             if report.table[(metric, "n")].sum():

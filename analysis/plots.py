@@ -24,7 +24,7 @@ import pandas as pd  # noqa: E402
 
 from analysis.labels import as_number, join_labels  # noqa: E402
 from analysis.runs import Axis  # noqa: E402
-from analysis.tables import ROW, metric_display, row_labels  # noqa: E402
+from analysis.tables import CONTROL_ROW, ROW, metric_display, row_labels  # noqa: E402
 
 FORMATS = ("png", "pdf")
 
@@ -40,14 +40,27 @@ def is_numeric_axis(axis: Axis) -> bool:
 
 def plot_ablation(table: pd.DataFrame, metric: str, stem: str | Path, title: str | None = None,
                   reference: str | None = None) -> list[Path]:
-    """One metric of an :func:`analysis.tables.ablation_table`; returns the files written."""
+    """One metric of an :func:`analysis.tables.ablation_table`; returns the files written.
+
+    The control row (if any) is a dashed horizontal line at its mean: the level an
+    untrained encoder of the same shape reaches.
+    """
     axes: list[Axis] = list(table.attrs.get("axes", []))
+    control = table.loc[CONTROL_ROW] if CONTROL_ROW in table.index else None
+    table = table[table.index != CONTROL_ROW]
     means, stds = table[(metric, "mean")], table[(metric, "std")].fillna(0.0)
     fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(table) + 2), 3.4), layout="constrained")
     if axes and is_numeric_axis(axes[0]):
         _lines(ax, table, axes, means, stds)
     else:
         _bars(ax, table, means, stds, reference)
+    if control is not None and pd.notna(control[(metric, "mean")]):
+        level = float(control[(metric, "mean")])
+        ax.axhline(level, color="tab:red", linestyle="--", linewidth=1, label=CONTROL_ROW)
+        low, high = ax.get_ylim()
+        margin = 0.05 * max(high - low, 1e-9)
+        ax.set_ylim(min(low, level - margin), max(high, level + margin))
+        ax.legend(fontsize="small")
     ax.set_ylabel(metric_display(metric))
     ax.set_title(title or metric_display(metric))
     ax.grid(axis="y", alpha=0.3)

@@ -1,9 +1,11 @@
 """Report -> text: markdown (terminal and file), LaTeX (booktabs) and CSV.
 
 Markdown and LaTeX show what a reader needs at a glance: mean ± std (n) per metric with
-the best row in bold, the paired difference to the reference row with a significance
-mark, the paper's number beside ours, and how many trials each row still lacks.
-CSV is the same content as plain numbers, for anyone who wants to recompute or replot.
+the best row in bold, the paired difference to the reference row and to the control row
+(the encoder at initialisation) with significance marks -- ``*`` from the seed-level test,
+``°`` from the clip-level one -- the paper's number beside ours, and how many trials each
+row still lacks. CSV is the same content as plain numbers, for anyone who wants to
+recompute or replot.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from tabulate import tabulate
 
 from analysis import stats
 from analysis.report import Report
-from analysis.tables import TRIALS, metric_display
+from analysis.tables import CONTROL_ROW, TRIALS, metric_display
 
 DASH = "–"
 SIGNIFICANT, UNTESTED, NO_VARIANCE = "*", "†", "‡"
+CLIP_SIGNIFICANT = "°"
 
 
 def render(report: Report, fmt: str = "md") -> str:
@@ -40,8 +43,10 @@ def display_table(report: Report, bold=lambda s: f"**{s}**") -> pd.DataFrame:
     """Strings for every cell of the main table; ``bold`` marks the best row per metric."""
     table, cmp = report.table, report.comparison
     out = pd.DataFrame(index=table.index)
-    for axis in report.axes:
-        out[axis.name] = table[("axis", axis.name)].astype(str)
+    control = table.index == CONTROL_ROW
+    for position, axis in enumerate(report.axes):
+        cells = table[("axis", axis.name)].astype(str)
+        out[axis.name] = cells.mask(control, CONTROL_ROW if position == 0 else DASH)
     if not report.axes:
         out["row"] = table.index
     multi_row = len(table) > 1
@@ -58,6 +63,10 @@ def display_table(report: Report, bold=lambda s: f"**{s}**") -> pd.DataFrame:
             lines = cmp[cmp["metric"] == metric].set_index("row")
             out[f"Δ {name}"] = [_delta_cell(lines.loc[label], digits) if label in lines.index else DASH
                                 for label in table.index]
+        if report.control is not None:
+            lines = report.control[report.control["metric"] == metric].set_index("row")
+            out[f"Δ {name} vs control"] = [_delta_cell(lines.loc[label], digits) if label in lines.index else DASH
+                                           for label in table.index]
     if report.paper is not None:
         for col in report.paper.columns:
             out[f"paper {col}"] = [_number(v, 1) for v in report.paper[col]]
@@ -69,15 +78,23 @@ def footnotes(report: Report) -> list[str]:
     notes = ["mean ± std over seeds (n = finished seeds); bold = best row per metric."]
     if len(report.table) > 1:
         correction = report.comparison.attrs.get("correction", "holm")
-        verdicts = set(report.comparison["verdict"].astype(str))
-        marks = [f"{SIGNIFICANT} p < {report.alpha:g} (paired t-test over seeds"
-                 f"{', Holm-adjusted across rows' if correction == 'holm' else ''}), unmarked: not significant"]
+        holm = ", Holm-adjusted across rows" if correction == "holm" else ""
+        families = [report.comparison] + ([report.control] if report.control is not None else [])
+        verdicts = set().union(*(set(f["verdict"].astype(str)) for f in families))
+        marks = [f"{SIGNIFICANT} p < {report.alpha:g} (paired t-test over seeds{holm})"]
+        if any(f.attrs.get("clips") for f in families):
+            marks.append(f"{CLIP_SIGNIFICANT} p < {report.alpha:g} (clip-level exact sign-flip test over the "
+                         f"test clips of the shared seeds{holm}; accuracy only)")
+        marks.append("unmarked: not significant")
         if any(v.startswith(stats.TOO_FEW) for v in verdicts):
-            marks.append(f"{UNTESTED} fewer than 2 seed pairs: not testable")
+            marks.append(f"{UNTESTED} fewer than 2 seed pairs: not testable over seeds")
         if stats.NO_VARIANCE in verdicts:
             marks.append(f"{NO_VARIANCE} the same difference on every seed: no t-test possible")
-        notes.append(f"Δ = mean paired difference to the reference row {report.reference!r} on shared seeds; "
-                     + "; ".join(marks) + ".")
+        target = f"the reference row {report.reference!r}"
+        if report.control is not None:
+            target += f" (and, in Δ … vs control, the control row {report.control_row!r}: the same encoder " \
+                      "at initialisation, probed like the trials)"
+        notes.append(f"Δ = mean paired difference to {target} on shared seeds; " + "; ".join(marks) + ".")
     if report.table.attrs.get("points"):
         notes.append("accuracies/mAP logged as fractions are shown in points (x100), like the paper.")
     if report.paper is not None:
@@ -85,22 +102,38 @@ def footnotes(report: Report) -> list[str]:
     return notes + list(report.notes)
 
 
-def comparison_display(report: Report) -> pd.DataFrame:
-    """The paired comparisons in full: n, Δ, 95% CIs (t and bootstrap), p, verdict."""
-    cmp = report.comparison[report.comparison["row"] != report.reference]
+COMPARISON_COLUMNS = ["row", "metric", "n", "Δ", "95% CI (t)", "95% CI (bootstrap)", "p (seeds)", "p adj. (seeds)",
+                      "verdict (seeds)", "clips (scored)", "Δ (clips)", "95% CI (seeds × clips)", "p (clips)",
+                      "p adj. (clips)", "verdict (clips)"]
+
+
+def comparison_display(report: Report, comparison: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The paired comparisons in full, seed level then clip level: n, Δ, 95% CIs (t and
+    bootstrap over seeds), p (seeds), then the clip count, the pooled clip-level Δ, its
+    seeds x clips bootstrap interval and p (clips). ``comparison`` defaults to the one
+    against the reference row (``report.control`` gives the one against the control)."""
+    comparison = report.comparison if comparison is None else comparison
+    reference = comparison.attrs.get("reference", report.reference)
+    cmp = comparison[(comparison["row"] != reference) & (comparison["verdict"] != stats.CONTROL)]
     digits = {m: _digits(report.table[(m, "mean")]) for m in report.metrics}
     rows = []
     for line in cmp.to_dict("records"):
         d = digits.get(line["metric"], 3)
+        clipped = bool(line.get("n_clips"))
         rows.append({
             "row": line["row"], "metric": metric_display(line["metric"]), "n": line["n_pairs"],
             "Δ": _number(line["diff_mean"], d, signed=True),
             "95% CI (t)": _interval(line["ci_low"], line["ci_high"], d),
             "95% CI (bootstrap)": _interval(line["boot_low"], line["boot_high"], d),
-            "p": _p(line["p_value"]), "p adj.": _p(line["p_adjusted"]), "verdict": line["verdict"],
+            "p (seeds)": _p(line["p_value"]), "p adj. (seeds)": _p(line["p_adjusted"]),
+            "verdict (seeds)": line["verdict"],
+            "clips (scored)": f"{int(line['n_clips'])} ({int(line['n_scored'])})" if clipped else DASH,
+            "Δ (clips)": _number(line.get("clip_diff"), d, signed=True),
+            "95% CI (seeds × clips)": _interval(line.get("clip_low"), line.get("clip_high"), d),
+            "p (clips)": _p(line.get("p_clips")), "p adj. (clips)": _p(line.get("p_clips_adjusted")),
+            "verdict (clips)": line["verdict_clips"] if clipped else DASH,
         })
-    return pd.DataFrame(rows, columns=["row", "metric", "n", "Δ", "95% CI (t)", "95% CI (bootstrap)",
-                                       "p", "p adj.", "verdict"])
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
 # --------------------------------------------------------------------------- formats
@@ -114,6 +147,10 @@ def to_markdown(report: Report) -> str:
     cmp = comparison_display(report)
     if not cmp.empty:
         lines += ["", f"### Paired comparisons vs {report.reference!r}", "", _markdown(cmp)]
+    if report.control is not None:
+        ctrl = comparison_display(report, report.control)
+        if not ctrl.empty:
+            lines += ["", f"### Paired comparisons vs control {report.control_row!r}", "", _markdown(ctrl)]
     return "\n".join(lines) + "\n"
 
 
@@ -154,16 +191,25 @@ def numeric_table(report: Report) -> pd.DataFrame:
         for stat in ("mean", "std", "n", "best"):
             out[f"{metric} {stat}"] = table[(metric, stat)].to_numpy()
         lines = cmp[cmp["metric"] == metric].set_index("row").reindex(table.index)
-        for col in ("n_pairs", "diff_mean", "ci_low", "ci_high", "boot_low", "boot_high", "p_value",
-                    "p_adjusted", "verdict"):
+        for col in NUMERIC_COLUMNS:
             out[f"{metric} {col}"] = lines[col].to_numpy()
+        if report.control is not None:
+            lines = report.control[report.control["metric"] == metric].set_index("row").reindex(table.index)
+            for col in NUMERIC_COLUMNS:
+                out[f"{metric} control {col}"] = lines[col].to_numpy()
     if report.paper is not None:
         for col in report.paper.columns:
             out[f"paper {col}"] = report.paper[col].to_numpy()
     for stat in ("expected", "finished", "running", "failed", "stopped", "missing", "note"):
         out[f"trials {stat}"] = table[(TRIALS, stat)].to_numpy()
     out["reference"] = out["row"].eq(report.reference)
+    out["control"] = out["row"].eq(CONTROL_ROW)
     return out
+
+
+NUMERIC_COLUMNS = ("n_pairs", "diff_mean", "ci_low", "ci_high", "boot_low", "boot_high", "p_value", "p_adjusted",
+                   "verdict", "n_clips", "n_scored", "clip_diff", "clip_low", "clip_high", "p_clips",
+                   "p_clips_adjusted", "verdict_clips")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -197,15 +243,17 @@ def _delta_cell(line: pd.Series, digits: int) -> str:
     verdict = str(line["verdict"])
     if verdict == stats.REFERENCE:
         return "ref"
-    if pd.isna(line["diff_mean"]):
+    if verdict == stats.CONTROL or pd.isna(line["diff_mean"]):
         return DASH
     value = _number(line["diff_mean"], digits, signed=True)
     if verdict in (stats.BETTER, stats.WORSE):
-        return value + SIGNIFICANT
-    if verdict.startswith(stats.TOO_FEW):
-        return value + UNTESTED
-    if verdict == stats.NO_VARIANCE:
-        return value + NO_VARIANCE
+        value += SIGNIFICANT
+    elif verdict.startswith(stats.TOO_FEW):
+        value += UNTESTED
+    elif verdict == stats.NO_VARIANCE:
+        value += NO_VARIANCE
+    if str(line.get("verdict_clips", "")) in (stats.BETTER, stats.WORSE):
+        value += CLIP_SIGNIFICANT
     return value
 
 
@@ -216,13 +264,13 @@ def _trials_cell(row: pd.Series) -> str:
 
 
 def _interval(low, high, digits: int) -> str:
-    if pd.isna(low) or pd.isna(high):
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
         return DASH
     return f"[{low:+.{digits}f}, {high:+.{digits}f}]"
 
 
 def _p(value) -> str:
-    if pd.isna(value):
+    if value is None or pd.isna(value):
         return DASH
     return "<0.001" if value < 0.001 else f"{value:.3f}"
 
@@ -234,7 +282,8 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
 def _latex_escape(text: str) -> str:
     text = "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
     return (text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("–", "--")
-            .replace(SIGNIFICANT, r"$^{*}$").replace(UNTESTED, r"$^{\dagger}$").replace(NO_VARIANCE, r"$^{\ddagger}$"))
+            .replace(SIGNIFICANT, r"$^{*}$").replace(UNTESTED, r"$^{\dagger}$").replace(NO_VARIANCE, r"$^{\ddagger}$")
+            .replace(CLIP_SIGNIFICANT, r"$^{\circ}$").replace("…", r"\ldots{}"))
 
 
 def _latex_cell(cell: str) -> str:

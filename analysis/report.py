@@ -20,13 +20,18 @@ from analysis.tables import ablation_table, as_points, axes_of, find_row, metric
 class Report:
     title: str
     table: pd.DataFrame                 # analysis.tables.ablation_table
-    comparison: pd.DataFrame            # analysis.stats.paired_comparison
+    comparison: pd.DataFrame            # analysis.stats.paired_comparison vs the reference row
     reference: str
     paper: pd.DataFrame | None = None   # aligned to table rows (analysis.paper.align_paper)
     description: str | None = None
     source: str = ""
     alpha: float = 0.05
     notes: list[str] = field(default_factory=list)
+    control: pd.DataFrame | None = None  # paired_comparison vs the control row (None: the sweep has none)
+
+    @property
+    def control_row(self) -> str | None:
+        return self.table.attrs.get("control")
 
     @property
     def metrics(self) -> list[str]:
@@ -40,10 +45,13 @@ class Report:
 def build_report(runs: pd.DataFrame, metrics: list[str] | None = None, reference: str | None = None,
                  paper: str | pd.DataFrame | None = None, title: str | None = None,
                  description: str | None = None, seeds=None, alpha: float = 0.05,
-                 points: bool = True, axes: list[Axis] | None = None) -> Report:
+                 points: bool = True, axes: list[Axis] | None = None,
+                 predictions: pd.DataFrame | None = None) -> Report:
     """Everything ``ajepa-tables`` prints, from a :func:`analysis.runs.load_runs` frame.
 
     points: show accuracies/mAP logged as fractions in points (x100), as the paper does.
+    predictions: per-clip test outcomes (:func:`analysis.clips.load_predictions`) for the
+    clip-level test beside the seed-level one; None: seed level only.
     """
     if points:
         runs = as_points(runs)
@@ -53,7 +61,11 @@ def build_report(runs: pd.DataFrame, metrics: list[str] | None = None, reference
     if table.empty:
         raise ValueError("the sweep has no rows: no axis labels and no trials")
     reference = find_row(table, reference) if reference is not None else table.index[0]
-    comparison = paired_comparison(runs, metrics, reference, axes, alpha=alpha)
+    comparison = paired_comparison(runs, metrics, reference, axes, alpha=alpha, predictions=predictions)
+    control_row = table.attrs.get("control")
+    control = None
+    if control_row is not None and control_row != reference:
+        control = paired_comparison(runs, metrics, control_row, axes, alpha=alpha, predictions=predictions)
     aligned = None
     notes = []
     if paper is not None:
@@ -70,4 +82,4 @@ def build_report(runs: pd.DataFrame, metrics: list[str] | None = None, reference
         source += f", sweep run {attrs['parent_run_id']}"
     return Report(title=title or str(attrs.get("experiment") or "ablation"), table=table, comparison=comparison,
                   reference=reference, paper=aligned, description=description, source=source,
-                  alpha=alpha, notes=notes)
+                  alpha=alpha, notes=notes, control=control)

@@ -4,13 +4,16 @@ Everything downstream (tables, stats, plots) works on the DataFrame this module 
 so MLflow is touched in one place and the rest is testable with plain frames.
 
 Columns of :func:`load_runs`:
-    run_id, run_name, status, start_time, trial_id, seed, parent_run_id,
+    run_id, run_name, role, status, start_time, trial_id, seed, parent_run_id,
     ``axis.<name>`` (the trial's value label per axis), ``params.<dotted key>`` (typed, see
     :mod:`analysis.params`) and ``metrics.<name>`` (the last logged value).
-``error`` and ``stop_reason`` hold why a trial FAILED or was KILLED.
+``error`` and ``stop_reason`` hold why a trial FAILED or was KILLED; ``artifact_uri`` is
+where its artifacts are (``analysis.clips`` reads the per-clip predictions there). ``role`` is "trial",
+or "control" for the sweep's control trials (the encoder at initialisation, one per seed,
+no axis labels; ``analysis.tables`` makes them the control row).
 ``frame.attrs`` carries ``axes`` (list of :class:`Axis`, in sweep order), ``uri``,
-``experiment``, ``parent_run_id`` and, from the parent run's tags when present, ``seeds``,
-``table``, ``metrics`` and ``description``.
+``experiment``, ``parent_run_id``, ``control`` (the sweep runs control trials) and, from
+the parent run's tags when present, ``seeds``, ``table``, ``metrics`` and ``description``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ if TYPE_CHECKING:  # mlflow is imported lazily: `ajepa-tables --help` and `impor
 TAG_ROLE = "ajepa.role"
 ROLE_SWEEP = "sweep"
 ROLE_TRIAL = "trial"
+ROLE_CONTROL = "control"
+TAG_CONTROL = "ajepa.control"  # parent run: "1" when the sweep has control trials
 TAG_AXES = "ajepa.axes"
 TAG_AXIS_PREFIX = "ajepa.axis."
 TAG_SEED = "ajepa.seed"
@@ -113,7 +118,7 @@ def load_runs(uri: str, experiment: str, parent: str = "latest", seeds: Iterable
         )
     all_runs = _search_all(client, found.experiment_id)
     sweep_runs = [r for r in all_runs if r.data.tags.get(TAG_ROLE) == ROLE_SWEEP]
-    trials = [r for r in all_runs if r.data.tags.get(TAG_ROLE) == ROLE_TRIAL]
+    trials = [r for r in all_runs if r.data.tags.get(TAG_ROLE) in (ROLE_TRIAL, ROLE_CONTROL)]
     chosen_parent = _choose_parent(sweep_runs, parent)
     if chosen_parent is not None:
         trials = [r for r in trials if r.data.tags.get(TAG_PARENT) == chosen_parent.info.run_id]
@@ -122,7 +127,8 @@ def load_runs(uri: str, experiment: str, parent: str = "latest", seeds: Iterable
             f"experiment {experiment!r} in {uri} has no trial runs (tag {TAG_ROLE}={ROLE_TRIAL}); "
             "has the sweep started?"
         )
-    axes_list = _axes_from_parent(chosen_parent) or list(axes or []) or _axes_from_trials(trials)
+    axes_list = _axes_from_parent(chosen_parent) or list(axes or []) or _axes_from_trials(
+        [r for r in trials if r.data.tags.get(TAG_ROLE) == ROLE_TRIAL])
     frame = _frame([_trial_row(r, axes_list) for r in trials], _base_columns(axes_list))
     frame = frame.sort_values("start_time", kind="stable").reset_index(drop=True)
     frame["seed"] = frame["seed"].astype("Int64")
@@ -131,6 +137,8 @@ def load_runs(uri: str, experiment: str, parent: str = "latest", seeds: Iterable
         parent_run_id=chosen_parent.info.run_id if chosen_parent is not None else None,
         **_parent_metadata(chosen_parent),
     )
+    frame.attrs["control"] = bool(frame["role"].eq(ROLE_CONTROL).any()) or (
+        chosen_parent is not None and chosen_parent.data.tags.get(TAG_CONTROL) == "1")
     if seeds is not None:
         frame.attrs["seeds"] = sorted(set(int(s) for s in seeds))
     return frame
@@ -219,8 +227,8 @@ def _axes_from_trials(trials: list) -> list[Axis]:
 
 
 def _base_columns(axes: list[Axis]) -> list[str]:
-    return ["run_id", "run_name", "status", "start_time", "trial_id", "seed", "parent_run_id", "error",
-            "stop_reason", *(a.column for a in axes)]
+    return ["run_id", "run_name", "role", "status", "start_time", "trial_id", "seed", "parent_run_id", "error",
+            "stop_reason", "artifact_uri", *(a.column for a in axes)]
 
 
 def _frame(rows: list[dict], base: list[str]) -> pd.DataFrame:
@@ -237,6 +245,7 @@ def _trial_row(run, axes: list[Axis]) -> dict:
     row = {
         "run_id": run.info.run_id,
         "run_name": run.info.run_name,
+        "role": tags.get(TAG_ROLE, ROLE_TRIAL),
         "status": run.info.status,
         "start_time": pd.to_datetime(run.info.start_time, unit="ms") if run.info.start_time else pd.NaT,
         "trial_id": tags.get(TAG_TRIAL_ID),
@@ -244,6 +253,7 @@ def _trial_row(run, axes: list[Axis]) -> dict:
         "parent_run_id": tags.get(TAG_PARENT),
         "error": tags.get(TAG_ERROR),
         "stop_reason": tags.get(TAG_STOP),
+        "artifact_uri": run.info.artifact_uri,
     }
     row.update({a.column: tags.get(TAG_AXIS_PREFIX + a.name) for a in axes})
     row.update({PARAM_PREFIX + k: v for k, v in params.items()})

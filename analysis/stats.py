@@ -14,6 +14,13 @@ which would call many real +0.3 gains noise.
 * A percentile bootstrap CI of the mean difference is added when n >= ``min_bootstrap``
   (5): with fewer seeds the bootstrap distribution has only a handful of distinct values
   and its interval is far too narrow.
+* With per-clip ``predictions`` (:func:`analysis.clips.load_predictions`) every accuracy
+  metric also gets the clip-level test of :mod:`analysis.clips` (``p_clips``: exact
+  sign-flip test with test clips as the unit, conditional on the trained seeds; its own Holm
+  adjustment across rows) and a seeds x clips bootstrap interval of the difference.
+* The control row (:data:`analysis.tables.CONTROL_ROW`) is compared only when it is the
+  reference (``Δ vs control``); otherwise its verdict is "control" and it stays out of
+  the Holm family, so adding controls does not weaken the other comparisons.
 """
 
 from __future__ import annotations
@@ -24,17 +31,23 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.labels import join_labels
+from analysis.clips import clip_comparison, clip_pairs, task_of
 from analysis.runs import FINISHED, METRIC_PREFIX, Axis
-from analysis.tables import ROW, axes_of, find_row, latest_attempts, metric_mode, metric_names, row_order
+from analysis.tables import (CONTROL_ROW, ROW, axes_of, find_row, latest_attempts, metric_mode, metric_names,
+                             table_rows)
 
 REFERENCE = "reference"
+CONTROL = "control"
 TOO_FEW = "too few pairs"
 BETTER, WORSE, NOT_SIGNIFICANT = "better", "worse", "n.s."
 NO_VARIANCE, IDENTICAL = "no variance", "identical"
+NO_CLIPS = "no clips"
 
 COLUMNS = ["row", "metric", "reference", "n_pairs", "diff_mean", "diff_std", "ci_low", "ci_high",
-           "boot_low", "boot_high", "t_stat", "p_value", "p_adjusted", "verdict"]
+           "boot_low", "boot_high", "t_stat", "p_value", "p_adjusted", "verdict",
+           "n_clips", "n_scored", "clip_diff", "clip_low", "clip_high", "p_clips", "p_clips_adjusted",
+           "verdict_clips"]
+CLIP_TEST = "exact sign-flip test over test clips (McNemar for one seed), conditional on the seeds"
 
 
 def seed_values(runs: pd.DataFrame, metric: str, axes: list[Axis] | None = None) -> pd.DataFrame:
@@ -42,7 +55,7 @@ def seed_values(runs: pd.DataFrame, metric: str, axes: list[Axis] | None = None)
     axes = axes_of(runs, axes)
     trials = latest_attempts(runs, axes)
     col = METRIC_PREFIX + metric
-    rows = [join_labels(c) for c in row_order(runs, axes)] if axes else ["all"]
+    rows = table_rows(runs, axes)
     if trials.empty or col not in trials:
         return pd.DataFrame(index=pd.Index(rows, name=ROW))
     done = trials[(trials["status"] == FINISHED) & trials["seed"].notna() & trials[col].notna()]
@@ -70,34 +83,89 @@ def paired_differences(runs: pd.DataFrame, metric: str, reference: str | None = 
 def paired_comparison(runs: pd.DataFrame, metrics: list[str] | None = None, reference: str | None = None,
                       axes: list[Axis] | None = None, alpha: float = 0.05, correction: str = "holm",
                       min_pairs: int = 2, min_bootstrap: int = 5, n_boot: int = 10_000,
-                      random_state: int = 0) -> pd.DataFrame:
+                      random_state: int = 0, predictions: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every row vs the reference row (default: the sweep's first row), per metric.
 
     Returns one line per (row, metric) with the columns in :data:`COLUMNS`; ``attrs``
-    hold reference, alpha, correction, test.
+    hold reference, alpha, correction, test, clip_test. ``predictions``: per-clip test
+    outcomes (:func:`analysis.clips.load_predictions`) for the clip-level columns of
+    ``eval/<task>/acc`` metrics; without them (or for other metrics) those columns are NaN.
+    Clip differences are in the metric's unit (points when ``runs`` were scaled by
+    :func:`analysis.tables.as_points`).
     """
     axes = axes_of(runs, axes)
     metrics = metric_names(runs, metrics)
     rng = np.random.default_rng(random_state)
+    clip_rng = np.random.default_rng([random_state, 1])  # its own stream: the seed-level numbers stay put
     lines = []
     ref_label = None
+    points = set(runs.attrs.get("points", []))
     for metric in metrics:
         diffs = paired_differences(runs, metric, reference, axes)
         values = seed_values(runs, metric, axes)
         ref_label = find_row(values.index, reference) if reference is not None else values.index[0]
+        task = task_of(metric)
+        clip_data = None
+        if predictions is not None and task is not None and not predictions.empty:
+            clip_data = predictions[predictions["task"] == task]
+            clip_data = clip_data if len(clip_data) else None
         block = []
         for row in values.index:
             d = diffs.loc[diffs["row"] == row, "diff"].to_numpy(dtype=float)
-            line = _test(d, row == ref_label, min_pairs, min_bootstrap, n_boot, rng)
+            excluded = row == CONTROL_ROW and ref_label != CONTROL_ROW
+            line = _test(d[:0] if excluded else d, row == ref_label, min_pairs, min_bootstrap, n_boot, rng)
+            if excluded:
+                line["_state"] = CONTROL
+            line.update(_clip_line(clip_data, task, row, ref_label, excluded, 100.0 if metric in points else 1.0,
+                                   n_boot, clip_rng))
             block.append({"row": row, "metric": metric, "reference": ref_label, **line})
         _adjust(block, correction)
+        _adjust(block, correction, "p_clips", "p_clips_adjusted")
         for line in block:
+            line["verdict_clips"] = _clip_verdict(line, alpha, metric_mode(metric))
             line["verdict"] = _verdict(line, alpha, metric_mode(metric))
         lines += block
     frame = pd.DataFrame(lines, columns=COLUMNS)
     frame.attrs.update(reference=ref_label, alpha=alpha, correction=correction, test="paired t-test (scipy.stats.ttest_rel)",
-                       min_pairs=min_pairs, min_bootstrap=min_bootstrap)
+                       clip_test=CLIP_TEST, min_pairs=min_pairs, min_bootstrap=min_bootstrap,
+                       clips=predictions is not None and not predictions.empty)
     return frame
+
+
+def _clip_line(clip_data: pd.DataFrame | None, task: str | None, row: str, reference: str, excluded: bool,
+               scale: float, n_boot: int, rng) -> dict:
+    line = dict(n_clips=0, n_scored=0, clip_diff=np.nan, clip_low=np.nan, clip_high=np.nan, p_clips=np.nan,
+                p_clips_adjusted=np.nan, _clip_state=None)
+    if row == reference:
+        line["_clip_state"] = REFERENCE
+    elif excluded:
+        line["_clip_state"] = CONTROL
+    elif clip_data is None:
+        line["_clip_state"] = NO_CLIPS
+    else:
+        pairs = clip_pairs(clip_data, task, row, reference)
+        if len(pairs) == 0:
+            line["_clip_state"] = NO_CLIPS
+        else:
+            result = clip_comparison(pairs, n_boot, rng)
+            line.update(n_clips=result["n_clips"], n_scored=result["n_scored"], clip_diff=scale * result["diff"],
+                        clip_low=scale * result["low"], clip_high=scale * result["high"], p_clips=result["p"])
+            if result["p"] >= 1.0 and result["diff"] == 0 and _no_discordance(pairs):
+                line["_clip_state"] = IDENTICAL
+    return line
+
+
+def _no_discordance(pairs: pd.DataFrame) -> bool:
+    return bool((pairs["a"] == pairs["b"]).all())
+
+
+def _clip_verdict(line: dict, alpha: float, mode: str) -> str:
+    state = line.pop("_clip_state")
+    if state is not None:
+        return state
+    if line["p_clips_adjusted"] < alpha:
+        return BETTER if (line["clip_diff"] > 0) == (mode == "max") else WORSE
+    return NOT_SIGNIFICANT
 
 
 def _test(d: np.ndarray, is_reference: bool, min_pairs: int, min_bootstrap: int, n_boot: int, rng) -> dict:
@@ -125,19 +193,19 @@ def _test(d: np.ndarray, is_reference: bool, min_pairs: int, min_bootstrap: int,
     return line
 
 
-def _adjust(block: list[dict], correction: str) -> None:
-    """Holm step-down adjustment over the tested rows of one metric."""
-    tested = [line for line in block if not np.isnan(line["p_value"])]
+def _adjust(block: list[dict], correction: str, key: str = "p_value", out: str = "p_adjusted") -> None:
+    """Holm step-down adjustment over the tested rows of one metric (``key`` -> ``out``)."""
+    tested = [line for line in block if not np.isnan(line[key])]
     if correction == "none":
         for line in tested:
-            line["p_adjusted"] = line["p_value"]
+            line[out] = line[key]
         return
     if correction != "holm":
         raise ValueError(f"correction must be 'holm' or 'none', got {correction!r}")
     m, running = len(tested), 0.0
-    for rank, line in enumerate(sorted(tested, key=lambda l: l["p_value"])):
-        running = max(running, min(1.0, (m - rank) * line["p_value"]))
-        line["p_adjusted"] = running
+    for rank, line in enumerate(sorted(tested, key=lambda l: l[key])):
+        running = max(running, min(1.0, (m - rank) * line[key]))
+        line[out] = running
 
 
 def _verdict(line: dict, alpha: float, mode: str) -> str:

@@ -7,6 +7,11 @@ finished sweep shows what is missing instead of quietly shrinking.
 
 Only FINISHED trials contribute numbers. A seed tried twice (a retry) counts once: its
 latest finished attempt.
+
+Control trials (MLflow ``ajepa.role=control``: the encoder at initialisation, probed like
+the trials, one per seed) form one more row, :data:`CONTROL_ROW`, after the sweep's rows.
+It is never the best row and never part of the comparisons to the reference row; the
+report compares every row to it instead (``Δ vs control``).
 """
 
 from __future__ import annotations
@@ -18,11 +23,12 @@ import numpy as np
 import pandas as pd
 
 from analysis.labels import join_labels, label_key
-from analysis.runs import (AXIS_PREFIX, FAILED_STATES, FINISHED, METRIC_PREFIX, RUNNING_STATES, STOPPED_STATES,
-                           Axis)
+from analysis.runs import (AXIS_PREFIX, FAILED_STATES, FINISHED, METRIC_PREFIX, ROLE_CONTROL, RUNNING_STATES,
+                           STOPPED_STATES, Axis)
 
 ROW = "row"
 TRIALS = "trials"
+CONTROL_ROW = "control: initialisation"  # the row of the control trials (ajepa.role=control)
 _SUMMARY_METRICS = ("acc", "map", "f1")          # default columns: headline metrics, not fold/std detail
 _POINT_METRICS = ("acc", "map", "f1", "acc_std")  # fractions the paper reports in points (x100)
 _LOWER_IS_BETTER = re.compile(r"(loss|err|_std$|^std$)")
@@ -38,22 +44,46 @@ def axes_of(runs: pd.DataFrame, axes: list[Axis] | None = None) -> list[Axis]:
             for c in runs.columns if c.startswith(AXIS_PREFIX)]
 
 
+def is_control(runs: pd.DataFrame) -> pd.Series:
+    """Which runs are control trials (``role`` column "control"; frames without it have none)."""
+    if "role" not in runs:
+        return pd.Series(False, index=runs.index)
+    return runs["role"].eq(ROLE_CONTROL).fillna(False).astype(bool)
+
+
+def has_control(runs: pd.DataFrame) -> bool:
+    """The table gets a control row: control runs are present, or the sweep run says it has them."""
+    return bool(runs.attrs.get("control")) or bool(is_control(runs).any())
+
+
 def row_labels(runs: pd.DataFrame, axes: list[Axis]) -> pd.Series:
-    """Each trial's row label ("0.7 / smooth L1"); a trial lacking an axis tag gets "?"."""
+    """Each trial's row label ("0.7 / smooth L1"); a trial lacking an axis tag gets "?";
+    a control trial :data:`CONTROL_ROW`."""
     if not axes:
-        return pd.Series("all", index=runs.index, name=ROW)
-    parts = [runs[a.column].fillna("?").astype(str) if a.column in runs else pd.Series("?", index=runs.index)
-             for a in axes]
-    return pd.Series([join_labels(p) for p in zip(*parts)], index=runs.index, name=ROW, dtype=object)
+        labels = pd.Series("all", index=runs.index, name=ROW, dtype=object)
+    else:
+        parts = [runs[a.column].fillna("?").astype(str) if a.column in runs else pd.Series("?", index=runs.index)
+                 for a in axes]
+        labels = pd.Series([join_labels(p) for p in zip(*parts)], index=runs.index, name=ROW, dtype=object)
+    return labels.mask(is_control(runs), CONTROL_ROW)
 
 
 def row_order(runs: pd.DataFrame, axes: list[Axis]) -> list[tuple[str, ...]]:
-    """Axis combinations in sweep order, then any combination seen in runs but not in the spec."""
+    """Axis combinations in sweep order, then any combination seen in runs but not in the spec
+    (control trials, which have no axis labels, are not combinations)."""
     combos = list(itertools.product(*(a.labels for a in axes))) if axes else [("all",)]
     if axes:
-        seen = zip(*(runs[a.column].fillna("?").astype(str) if a.column in runs else ["?"] * len(runs) for a in axes))
+        trials = runs[~is_control(runs)]
+        seen = zip(*(trials[a.column].fillna("?").astype(str) if a.column in trials else ["?"] * len(trials)
+                     for a in axes))
         combos += [c for c in dict.fromkeys(seen) if c not in set(combos)]
     return combos
+
+
+def table_rows(runs: pd.DataFrame, axes: list[Axis]) -> list[str]:
+    """Row labels in table order: the combinations, then :data:`CONTROL_ROW` if the sweep has one."""
+    rows = [join_labels(c) for c in row_order(runs, axes)]
+    return rows + ([CONTROL_ROW] if has_control(runs) else [])
 
 
 def metric_names(runs: pd.DataFrame, metrics: list[str] | None = None) -> list[str]:
@@ -134,18 +164,23 @@ def ablation_table(runs: pd.DataFrame, metrics: list[str] | None = None, axes: l
       (<metric>, "mean" | "std" | "n" | "best") over finished seeds; std is the sample std
       ("trials", "expected" | "finished" | "running" | "failed" | "stopped" | "missing" | "note")
         stopped = KILLED: early-stopped by the scheduler (ASHA) or cut off by an interrupt
-    ``attrs``: axes, metrics, modes (metric -> "max"/"min").
+    The last row is :data:`CONTROL_ROW` when the sweep has control trials (its axis cells
+    are None, and it is never "best").
+    ``attrs``: axes, metrics, modes (metric -> "max"/"min"), control (the label of the
+    control row, or None).
     """
     axes = axes_of(runs, axes)
     metrics = metric_names(runs, metrics)
     trials = latest_attempts(runs, axes)
     seeds = expected_seeds(runs, seeds)
     records = []
-    for combo in row_order(runs, axes):
-        label = join_labels(combo) if axes else "all"
+    combos = row_order(runs, axes) + ([None] if has_control(runs) else [])
+    for combo in combos:
+        label = CONTROL_ROW if combo is None else join_labels(combo) if axes else "all"
         mine = trials[trials[ROW] == label] if not trials.empty else trials
         finished = mine[mine["status"] == FINISHED] if not mine.empty else mine
-        record = {("axis", a.name): value for a, value in zip(axes, combo)}
+        record = {("axis", a.name): (None if combo is None else value)
+                  for a, value in zip(axes, combo or [None] * len(axes))}
         for metric in metrics:
             col = METRIC_PREFIX + metric
             values = finished[col].dropna().astype(float) if col in finished else pd.Series(dtype=float)
@@ -157,12 +192,14 @@ def ablation_table(runs: pd.DataFrame, metrics: list[str] | None = None, axes: l
     table = pd.DataFrame([r for _, r in records], index=pd.Index([l for l, _ in records], name=ROW))
     table.columns = pd.MultiIndex.from_tuples(table.columns) if len(table.columns) else table.columns
     for metric in metrics:
-        table[(metric, "best")] = _best_mask(table[(metric, "mean")], metric_mode(metric))
+        means = table[(metric, "mean")]
+        table[(metric, "best")] = _best_mask(means[means.index != CONTROL_ROW], metric_mode(metric)).reindex(
+            table.index, fill_value=False)
     ordered = [("axis", a.name) for a in axes] + [(m, s) for m in metrics for s in ("mean", "std", "n", "best")] + \
               [(TRIALS, s) for s in ("expected", "finished", "running", "failed", "stopped", "missing", "note")]
     table = table.reindex(columns=pd.MultiIndex.from_tuples(ordered))
     table.attrs.update(axes=axes, metrics=metrics, modes={m: metric_mode(m) for m in metrics},
-                       points=runs.attrs.get("points", []))
+                       points=runs.attrs.get("points", []), control=CONTROL_ROW if has_control(runs) else None)
     return table
 
 

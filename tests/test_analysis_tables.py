@@ -4,11 +4,15 @@ One store per module (MLflow's sqlite setup costs seconds). The "masking" sweep 
 an older sweep run with a stale trial (must be ignored), then the current sweep run with
 4-5 rows x seeds 0-2 including a FAILED, a RUNNING, a missing trial and a FAILED-then-
 FINISHED retry. The "ratio" experiment has two numeric/categorical axes and no sweep run
-(axes come from trial tags) and one trial KILLED by the scheduler.
+(axes come from trial tags) and one trial KILLED by the scheduler. The "predictor"
+experiment is a sweep with control trials (``ajepa.role=control``) and per-clip test
+predictions (``predictions/synthetic.csv`` artifacts) on 200 clips, except one trial logged
+without them.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 
@@ -43,7 +47,27 @@ STRATEGY = {"random patch 75 %": "random", "time-only strips": "time", "multi-bl
             "frequency-only strips": "freq", "single block 75 %": "block"}
 
 
-def _log_run(client, exp, tags, params, metrics, status, start, history=()):
+# "predictor": (label, per-seed synthetic acc); the control row is the encoder at initialisation
+PREDICTOR = {"2, 384": [0.50, 0.52, 0.51], "6, 768": [0.70, 0.71, 0.73], "8, 384": [0.505, 0.525, 0.50]}
+CONTROL_ACC = [0.30, 0.29, 0.31]
+CLIPS = 200
+
+
+def predictions_csv(share: float, seed: int, salt: int) -> str:
+    """A trial's predictions/synthetic.csv: exactly share * CLIPS clips right, the easy ones
+    (a difficulty shared by every row and seed) more often."""
+    difficulty = np.random.default_rng(99).random(CLIPS)
+    score = difficulty + 0.3 * np.random.default_rng([seed, salt]).random(CLIPS)
+    correct = np.zeros(CLIPS, dtype=int)
+    correct[np.argsort(score)[: round(share * CLIPS)]] = 1
+    lines = ["step,fold,clip,label,prediction,correct"]
+    for i, ok in enumerate(correct):
+        label = i % 4
+        lines.append(f"400,1,wave{i},{label},{label if ok else (label + 1) % 4},{ok}")
+    return "\n".join(lines) + "\n"
+
+
+def _log_run(client, exp, tags, params, metrics, status, start, history=(), artifacts=None):
     from mlflow.entities import Metric, Param
 
     run = client.create_run(exp, start_time=start, tags=tags, run_name=tags.get("ajepa.trial_id"))
@@ -51,6 +75,8 @@ def _log_run(client, exp, tags, params, metrics, status, start, history=()):
     batch = [Metric(k, v, start, 0) for k, v in metrics.items()]
     batch += [Metric("train/loss", v, start + i, i * 10) for i, v in enumerate(history)]
     client.log_batch(rid, metrics=batch, params=[Param(k, str(v)) for k, v in params.items()])
+    for path, text in (artifacts or {}).items():
+        client.log_text(rid, text, path)
     if status != "RUNNING":
         client.set_terminated(rid, status, end_time=start + 1000)
     return rid
@@ -108,6 +134,23 @@ def store(tmp_path_factory):
     stopped["ajepa.stop_reason"] = "stopped early by the scheduler at step 40"
     _log_run(client, exp2, stopped, {"masking.ratio": 0.4, "seed": 2, "eval.probe.l2_grid": "[true, null]"},
              {}, "KILLED", t + 600)
+
+    exp3 = client.create_experiment("predictor", artifact_location=str(root / "artifacts3"))
+    parent3 = client.create_run(exp3, start_time=t + 700, tags={
+        "ajepa.role": "sweep", "ajepa.axes": json.dumps([{"name": "predictor", "labels": list(PREDICTOR)}]),
+        "ajepa.seeds": "[0, 1, 2]", "ajepa.control": "1"}).info.run_id
+    i = 0
+    for salt, (label, accs) in enumerate(PREDICTOR.items()):
+        for seed, acc in enumerate(accs):
+            artifacts = {} if (label, seed) == ("8, 384", 2) else {
+                "predictions/synthetic.csv": predictions_csv(acc, seed, salt)}
+            _log_run(client, exp3, _trial_tags("predictor", parent3, f"p{i}", seed, {"predictor": label}),
+                     {"seed": seed}, {ACC: acc}, "FINISHED", t + 800 + i, artifacts=artifacts)
+            i += 1
+    for seed, acc in enumerate(CONTROL_ACC):
+        tags = {**_trial_tags("predictor", parent3, f"control-s{seed}", seed, {}), "ajepa.role": "control"}
+        _log_run(client, exp3, tags, {"seed": seed}, {ACC: acc, "train/steps": 0}, "FINISHED", t + 900 + seed,
+                 artifacts={"predictions/synthetic.csv": predictions_csv(acc, seed, 9)})
     return {"uri": uri, "root": root, "parent": parent}
 
 
@@ -148,7 +191,7 @@ def test_missing_store_and_experiment_are_clear_errors(store, tmp_path):
     with pytest.raises(RunsNotFound, match="no MLflow store.*nowhere.*ajepa-sweep"):
         load_runs(missing, "masking")
     assert not (tmp_path / "nowhere").exists()
-    with pytest.raises(RunsNotFound, match=r"experiment 'nope' not found .*masking, ratio"):
+    with pytest.raises(RunsNotFound, match=r"experiment 'nope' not found .*masking, predictor, ratio"):
         load_runs(store["uri"], "nope")
 
 
@@ -336,4 +379,95 @@ def test_cli_missing_store_names_uri_and_what_to_run(tmp_path, capsys):
 
 def test_store_is_real_sqlite(store):
     with sqlite3.connect(store["root"] / "mlflow.db") as db:
-        assert db.execute("select count(*) from runs").fetchone()[0] == len(TRIALS) + 2 + 1 + 8 + 1
+        assert db.execute("select count(*) from runs").fetchone()[0] == len(TRIALS) + 2 + 1 + 8 + 1 + 1 + 9 + 3
+
+
+# --------------------------------------------------------------------------- control row, clip-level test
+
+
+def _markdown_rows(text: str) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """Header and {first cell: {column: cell}} of the first markdown table in ``text``."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    split = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
+    header, body = split[0], split[2:]
+    return header, {row[0]: dict(zip(header, row)) for row in body}
+
+
+def test_control_runs_become_the_last_row_never_the_best(store):
+    runs = load_runs(store["uri"], "predictor")
+    assert runs.attrs["control"] and sorted(set(runs["role"])) == ["control", "trial"]
+    table = ablation_table(as_points(runs))
+    assert list(table.index) == [*PREDICTOR, "control: initialisation"]
+    control = table.loc["control: initialisation"]
+    assert control[(ACC, "mean")] == pytest.approx(30.0) and control[(ACC, "std")] == pytest.approx(1.0)
+    assert (control[(ACC, "n")], control[("trials", "expected")], control[("trials", "note")]) == (3, 3, "")
+    assert not control[(ACC, "best")] and table.loc["6, 768", (ACC, "best")]
+    assert pd.isna(control[("axis", "predictor")])
+    # a sweep without control trials has no control row (the masking fixture)
+    assert "control: initialisation" not in ablation_table(load_runs(store["uri"], "masking")).index
+
+
+def test_clip_level_test_from_the_logged_predictions(store):
+    from analysis.clips import load_predictions
+
+    runs = as_points(load_runs(store["uri"], "predictor"))
+    predictions = load_predictions(runs)
+    assert len(predictions) == (3 * 3 - 1 + 3) * CLIPS  # "8, 384" seed 2 logged none
+    assert set(predictions["row"]) == {*PREDICTOR, "control: initialisation"}
+    cmp = paired_comparison(runs, [ACC], predictions=predictions).set_index("row")
+    big, tiny = cmp.loc["6, 768"], cmp.loc["8, 384"]
+    assert big["clip_diff"] == pytest.approx(np.mean([20, 19, 22])) and big["n_clips"] == CLIPS
+    assert big["p_clips"] < 1e-6 and big["verdict_clips"] == "better" and big["verdict"] == "better"
+    assert tiny["n_scored"] == 2 * CLIPS and tiny["p_clips"] > 0.05 and tiny["verdict_clips"] == "n.s."
+    assert cmp.loc["control: initialisation", "verdict"] == "control"  # outside the family vs the reference
+    assert big["p_adjusted"] == pytest.approx(min(1, 2 * big["p_value"]))  # Holm over 2 rows, not 3
+    vs_control = paired_comparison(runs, [ACC], reference="control: initialisation",
+                                   predictions=predictions).set_index("row")
+    assert vs_control.loc["control: initialisation", "verdict"] == "reference"
+    assert (vs_control.loc[list(PREDICTOR), "verdict_clips"] == "better").all()
+    assert vs_control.loc["6, 768", "diff_mean"] == pytest.approx(np.mean([40, 42, 42]))
+    assert load_predictions(load_runs(store["uri"], "masking")).empty  # runs from before predictions existed
+
+    report = build_report(load_runs(store["uri"], "predictor"), predictions=predictions)
+    tex = render(report, "latex")
+    assert "control: initialisation" in tex and "+20.33$^{*}$$^{\\circ}$" in tex
+    frame = pd.read_csv(io.StringIO(render(report, "csv"))).set_index("row")
+    assert frame["control"].tolist() == [False, False, False, True]
+    assert frame.loc["6, 768", f"{ACC} control verdict_clips"] == "better"
+    assert frame.loc["8, 384", f"{ACC} p_clips"] > 0.05
+
+
+def test_cli_shows_the_control_row_delta_vs_control_and_p_clips_beside_p_seeds(store, capsys):
+    assert main(["predictor", "--tracking-uri", store["uri"]]) == 0
+    printed = capsys.readouterr().out
+    main_table, rest = printed.split("### Paired comparisons vs '2, 384'")
+    header, rows = _markdown_rows(main_table)
+    assert header[-3:] == ["Δ synthetic acc", "Δ synthetic acc vs control", "trials"]
+    assert list(rows)[-1] == "control: initialisation"
+    control = rows["control: initialisation"]
+    assert (control["synthetic acc"], control["Δ synthetic acc"], control["Δ synthetic acc vs control"],
+            control["trials"]) == ("30.00 ± 1.00 (n=3)", "–", "ref", "3/3")
+    assert rows["6, 768"]["Δ synthetic acc"] == "+20.33*°"
+    assert rows["6, 768"]["Δ synthetic acc vs control"] == "+41.33*°"
+    assert rows["8, 384"]["Δ synthetic acc"] == "+0.00"
+    assert rows["8, 384"]["Δ synthetic acc vs control"] == "+21.00*°"
+    assert rows["2, 384"]["Δ synthetic acc"] == "ref"
+    assert "° p < 0.05 (clip-level" in main_table and "control row 'control: initialisation'" in main_table
+    versus_reference, versus_control = rest.split("### Paired comparisons vs control 'control: initialisation'")
+    header, rows = _markdown_rows(versus_reference)
+    assert header.index("p (clips)") == header.index("p (seeds)") + 6
+    assert rows["8, 384"]["clips (scored)"] == f"{CLIPS} ({2 * CLIPS})" and rows["6, 768"]["p (clips)"] == "<0.001"
+    assert "control: initialisation" not in rows
+    header, rows = _markdown_rows(versus_control)
+    assert set(rows) == set(PREDICTOR) and all(r["verdict (clips)"] == "better" for r in rows.values())
+
+    assert main(["predictor", "--tracking-uri", store["uri"], "--no-clips"]) == 0
+    header, rows = _markdown_rows(capsys.readouterr().out.split("### Paired")[0])
+    assert rows["6, 768"]["Δ synthetic acc"] == "+20.33*"  # seed level only
+
+
+def test_masking_markdown_without_predictions_has_empty_clip_columns(report):
+    md = render(report, "md")
+    header, rows = _markdown_rows(md.split("### Paired comparisons")[1])
+    assert "p (clips)" in header and all(r["p (clips)"] == "–" for r in rows.values())
+    assert "°" not in md.split("### Paired comparisons")[0]
