@@ -9,7 +9,7 @@ import yaml
 
 from ajepa.sweep.cli import main
 from ajepa.sweep.resources import ClusterResources, ResourceError, check_resources
-from ajepa.sweep.spec import ResourcesSpec, SpecError, load_sweep
+from ajepa.sweep.spec import ResourcesSpec, SpecError, Trial, load_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "experiments" / "tiny.yaml")
@@ -52,14 +52,14 @@ def test_grid_times_seeds_with_labels_and_linked_axis(tmp_path):
             {"label": "6, 768", "set": {"model.predictor_depth": 6, "model.predictor_dim": 768}}]},
     ], seeds=[0, 1])
     sweep = load_sweep(spec_file(tmp_path, spec))
-    assert sweep.num_trials == 2 * 2 * 2
-    assert len({t.key for t in sweep.trials}) == 8
+    assert sweep.num_trials == 2 * 2 * 2 + 2  # + one control trial per seed
+    assert len({t.key for t in sweep.trials}) == 10
     first = sweep.trials[0]
     assert first.labels == {"masking": "random patch 75 %", "predictor": "2, 384"} and first.seed == 0
-    cfg = sweep.trials[-1].config()
+    cfg = sweep.trials[-3].config()
     assert cfg.masking.strategy == "tf" and cfg.model.predictor_dim == 768 and cfg.seed == 1
     assert cfg.optim.steps == 10                          # overrides apply to every trial
-    assert Path(cfg.out_dir) == sweep.trial_dir(sweep.trials[-1].key)
+    assert Path(cfg.out_dir) == sweep.trial_dir(sweep.trials[-3].key)
     assert cfg.data.cache_dir.is_absolute()               # trials run in other directories
     assert sweep.axes_tag()[1] == {"name": "predictor", "labels": ["2, 384", "6, 768"]}
 
@@ -74,7 +74,7 @@ axes:
   - {{name: lr, key: optim.lr, values: [1e-4, 3e-4]}}
 """
     sweep = load_sweep(spec_file(tmp_path, text))
-    assert [t.labels["lr"] for t in sweep.trials] == ["0.0001", "0.0003"]
+    assert [t.labels["lr"] for t in sweep.trials if not t.is_control] == ["0.0001", "0.0003"]
     assert sweep.trials[1].config().optim.lr == pytest.approx(3e-4)
 
 
@@ -83,9 +83,13 @@ def test_random_search_is_deterministic_and_validated(tmp_path):
                                       "distribution": {"kind": "loguniform", "low": 1e-4, "high": 1e-2}}],
                      seeds=[0, 1], search={"kind": "random", "num_samples": 3})
     a, b = load_sweep(spec_file(tmp_path, spec)), load_sweep(spec_file(tmp_path, spec))
-    assert a.num_trials == 6
+    assert a.num_trials == 6 + 2
     assert [t.assignments for t in a.trials] == [t.assignments for t in b.trials]
     assert all(1e-4 <= t.config().optim.lr <= 1e-2 for t in a.trials)
+    # switching the controls off changes the hash, not the combinations drawn
+    c = load_sweep(spec_file(tmp_path, {**spec, "control": False}))
+    assert [t.assignments for t in c.trials] == [t.assignments for t in a.trials if not t.is_control]
+    assert c.spec_hash != a.spec_hash
 
 
 def test_spec_hash_ignores_resources_but_not_axes(tmp_path):
@@ -198,9 +202,45 @@ def test_dry_run_prints_rows_count_and_cost(tmp_path, capsys):
     path = spec_file(tmp_path, base_spec(tmp_path, axes=[MASKING_AXIS], seeds=[0, 1]))
     assert main([str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "4 trials" in out and "random patch 75 %" in out and "time-frequency (tf)" in out
+    assert "6 trials (2 control)" in out and "random patch 75 %" in out and "time-frequency (tf)" in out
     assert "cost:" in out and "FLOP" in out and "nothing started" in out
+    control_rows = [line for line in out.splitlines() if "control-s" in line]
+    assert len(control_rows) == 2 and all("control: initialisation" in r and "0 (control)" in r for r in control_rows)
+    assert "cost: 4 pretraining trials" in out  # a control costs no training
     assert not (tmp_path / "store").exists()
+
+
+# --------------------------------------------------------------------------- control trials
+
+
+def test_control_trials_are_the_first_combination_at_initialisation_one_per_seed(tmp_path):
+    sweep = load_sweep(spec_file(tmp_path, base_spec(tmp_path, axes=[MASKING_AXIS], seeds=[3, 5])))
+    controls = sweep.controls
+    assert [t.key for t in controls] == ["control-s3", "control-s5"] and [t.seed for t in controls] == [3, 5]
+    assert all(t.kind == "control" and t.is_control and t.labels == {} for t in controls)
+    assert [t.index for t in sweep.trials] == list(range(6)) and sweep.trials[-2:] == controls
+    assert controls[0].run_name == "control: initialisation | seed 3"
+    first = sweep.trials[0]  # random patch 75 %, seed 3: the control's config but for its folder and name
+    assert controls[0].assignments == first.assignments
+    differ = {k for k in first.tree if first.tree[k] != controls[0].tree[k]}
+    assert differ == {"out_dir", "name"}
+    assert Path(controls[0].config().out_dir) == sweep.trial_dir("control-s3")
+    assert Trial.from_dict(controls[0].to_dict()) == controls[0]  # travels to DDP workers intact
+    assert sweep.axes_tag() == [{"name": "masking", "labels": ["random patch 75 %", "time-frequency (tf)"]}]
+
+
+def test_control_off_no_eval_tasks_or_optuna_means_no_control_trials(tmp_path):
+    on = load_sweep(spec_file(tmp_path, base_spec(tmp_path, axes=[MASKING_AXIS])))
+    off = load_sweep(spec_file(tmp_path, base_spec(tmp_path, axes=[MASKING_AXIS], control=False)))
+    assert len(on.controls) == 1 and off.controls == [] and off.num_trials == 2
+    assert off.spec_hash != on.spec_hash
+    nothing = base_spec(tmp_path, axes=[MASKING_AXIS])
+    nothing["overrides"] = {**nothing["overrides"], "eval.tasks": []}
+    assert load_sweep(spec_file(tmp_path, nothing)).controls == []  # nothing to probe
+    optuna = base_spec(tmp_path, axes=[{"name": "lr", "key": "optim.lr",
+                                        "distribution": {"kind": "loguniform", "low": 1e-4, "high": 1e-2}}],
+                       search={"kind": "optuna", "metric": "eval/synthetic/acc", "num_samples": 2})
+    assert load_sweep(spec_file(tmp_path, optuna)).controls == []
 
 
 def test_help_exits_cleanly(capsys):

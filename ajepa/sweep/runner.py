@@ -30,7 +30,7 @@ from ajepa.sweep.cost import trial_cost
 from ajepa.sweep.resources import (
     DDP_DRIVER_CPU, ClusterResources, check_resources, connected_resources, local_resources,
 )
-from ajepa.sweep.spec import Sweep, SpecError
+from ajepa.sweep.spec import CONTROL, Sweep, SpecError
 from ajepa.sweep.trial import FINISHED_FLAG, GRID_PARAM, TrialPlan, tune_trainable
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,10 @@ def _trial_error(trial) -> str:
 
 def param_space(sweep: Sweep) -> dict:
     if sweep.spec.search.kind != "optuna":
-        return {GRID_PARAM: tune.grid_search([{"key": t.key, "seed": t.seed, **t.labels} for t in sweep.trials])}
+        # axis labels are only shown in the live table; a control trial shows "control" there
+        return {GRID_PARAM: tune.grid_search([
+            {"key": t.key, "seed": t.seed, **({a.name: CONTROL for a in sweep.spec.axes} if t.is_control else t.labels)}
+            for t in sweep.trials])}
     space = {}
     for axis in sweep.spec.axes:
         dist = axis.distribution

@@ -11,6 +11,12 @@ Order in which a trial's config is assembled (later wins):
 An axis value replaces the whole subtree at its key (``key: masking`` with a value
 ``{strategy: tf, num_blocks: 3}`` is the full masking section), so one strategy's
 parameters never leak into another's.
+
+Control trials (``control: true``, the default): one extra trial per seed with the first
+axis combination's config, which skips pretraining and evaluates the encoder as
+initialised (the trainer seeds right before building the model, so its weights depend on
+the seed alone). They carry no axis labels; MLflow tags them ``ajepa.role=control`` and
+``analysis/`` shows them as the table's control row.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ from ajepa.config import (
 DEFAULT_BASE = "experiments/tiny.yaml"
 DEFAULT_STORAGE = "runs/sweeps"
 SWEEP_OWNED_KEYS = ("out_dir", "name", "seed")
+TRIAL, CONTROL = "trial", "control"          # Trial.kind; also the MLflow ajepa.role of its run
+CONTROL_LABEL = "control: initialisation"    # how tables and run names call the control trials
 
 
 class SpecError(ConfigError):
@@ -260,6 +268,10 @@ class SweepSpec(_Strict):
     tracking: TrackingSpec = TrackingSpec()
     storage: str = DEFAULT_STORAGE
     metrics: list[str] = Field(default_factory=list)
+    control: bool = Field(
+        True, description="one extra trial per seed: the first axis combination's encoder at initialisation "
+        "(no pretraining), evaluated like the trials; the tables' control row (grid/random search only)",
+    )
 
     @field_validator("seeds")
     @classmethod
@@ -446,17 +458,23 @@ class Trial:
     labels: dict[str, str]        # axis name -> value label, in spec order
     assignments: dict[str, Any]   # dotted config key -> value, from the axes
     tree: dict                    # dump_config of the validated TrainConfig
+    kind: str = TRIAL             # TRIAL, or CONTROL: no pretraining, the encoder evaluated as initialised
 
     def config(self) -> TrainConfig:
         return build_config(self.tree, f"trial {self.key}")
 
     @property
+    def is_control(self) -> bool:
+        return self.kind == CONTROL
+
+    @property
     def run_name(self) -> str:
-        return " | ".join([*self.labels.values(), f"seed {self.seed}"])
+        labels = [CONTROL_LABEL] if self.is_control else list(self.labels.values())
+        return " | ".join([*labels, f"seed {self.seed}"])
 
     def to_dict(self) -> dict:
         return {"key": self.key, "index": self.index, "seed": self.seed, "labels": self.labels,
-                "assignments": self.assignments, "tree": self.tree}
+                "assignments": self.assignments, "tree": self.tree, "kind": self.kind}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Trial":
@@ -493,9 +511,15 @@ class Sweep:
 
     @property
     def num_trials(self) -> int:
+        """Every trial the sweep runs, control trials included."""
         if self.spec.search.kind == "optuna":
             return self.spec.search.num_samples * len(self.spec.seeds)
         return len(self.trials)
+
+    @property
+    def controls(self) -> list[Trial]:
+        """The control trials (one per seed; none when ``control: false`` or for Optuna)."""
+        return [t for t in self.trials if t.is_control]
 
     def axes_tag(self, seen: dict[str, list[str]] | None = None) -> list[dict]:
         """Parent-run tag ``ajepa.axes``: axis names and labels in spec order.
@@ -508,13 +532,14 @@ class Sweep:
             if axis.values is not None:
                 labels = axis.labels()
             else:
-                drawn = (seen or {}).get(axis.name) or [t.labels[axis.name] for t in self.trials]
+                drawn = (seen or {}).get(axis.name) or [t.labels[axis.name] for t in self.trials
+                                                         if not t.is_control]
                 labels = sorted(dict.fromkeys(drawn), key=float)
             out.append({"name": axis.name, "labels": labels})
         return out
 
     def build_trial(self, index: int, key: str, seed: int, labels: dict[str, str],
-                    assignments: dict[str, Any]) -> Trial:
+                    assignments: dict[str, Any], kind: str = TRIAL) -> Trial:
         """Assemble and validate one trial's config (raises SpecError naming the trial)."""
         tree = apply_overrides(self.base_tree, assignments)
         tree = apply_overrides(tree, {"seed": seed, "out_dir": str(self.trial_dir(key)),
@@ -527,7 +552,7 @@ class Sweep:
                             f"+ overrides give an invalid trainer config)") from None
         absolute_paths(cfg, Path.cwd())
         return Trial(key=key, index=index, seed=seed, labels=dict(labels), assignments=dict(assignments),
-                     tree=dump_config(cfg))
+                     tree=dump_config(cfg), kind=kind)
 
 
 def absolute_paths(model: BaseModel, root: Path) -> None:
@@ -592,6 +617,8 @@ def load_sweep(path: str | Path, base: str | Path | None = None, storage: str | 
         _validate_space(sweep)
     else:
         sweep.trials = _expand(sweep)
+        if sweep.controls:  # a sweep without controls keeps the hash it had before they existed
+            sweep.spec_hash = _spec_hash(spec, base_tree, control=True)
     _check_metrics(sweep)
     _check_device(sweep)
     return sweep
@@ -627,13 +654,17 @@ def _resolve_base(spec_path: Path, spec_base: str, cli_base: str | Path | None) 
                     "paths are relative to the spec folder's parent, or pass --base")
 
 
-def _spec_hash(spec: SweepSpec, base_tree: dict) -> str:
+def _spec_hash(spec: SweepSpec, base_tree: dict, control: bool = False) -> str:
     """Hash of what defines the trials (not resources, tracking, storage or descriptions).
 
     Resuming a sweep whose hash changed would mix two different experiments under one
-    parent run, so the runner refuses that.
+    parent run, so the runner refuses that. ``control``: the sweep has control trials
+    (random search draws its combinations from the hash without them, so switching
+    controls on or off leaves the drawn combinations alone).
     """
     content = spec.model_dump(mode="json", include={"name", "axes", "seeds", "search", "scheduler"})
+    if control:
+        content["control"] = True
     # overrides and base_overrides are inside base_tree, already resolved for this base
     blob = json.dumps({"spec": content, "base": base_tree}, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
@@ -673,7 +704,21 @@ def _expand(sweep: Sweep) -> list[Trial]:
             index = len(trials)
             key = f"{index:0{width}d}-" + (slug("-".join(labels.values()), 32) + "-" if labels else "") + f"s{seed}"
             trials.append(sweep.build_trial(index, key, seed, labels, assignments))
+    if sweep.spec.control and combos:
+        trials += _controls(sweep, combos[0][1], trials[0], start=len(trials))
     return trials
+
+
+def _controls(sweep: Sweep, assignments: dict[str, Any], first: Trial, start: int) -> list[Trial]:
+    """One control trial per seed: the first combination's config, evaluated at initialisation.
+
+    None when that config evaluates nothing (``eval.tasks`` empty): a control row needs
+    the probe to say anything.
+    """
+    if not first.tree.get("eval", {}).get("tasks"):
+        return []
+    return [sweep.build_trial(start + i, f"control-s{seed}", seed, {}, assignments, kind=CONTROL)
+            for i, seed in enumerate(sweep.spec.seeds)]
 
 
 def _validate_space(sweep: Sweep) -> None:

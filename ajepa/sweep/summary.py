@@ -13,7 +13,7 @@ from rich.table import Table
 
 from ajepa.sweep.cost import device_seconds, human_flops, human_seconds, trial_cost
 from ajepa.sweep.resources import ClusterResources, concurrent_trials
-from ajepa.sweep.spec import Sweep
+from ajepa.sweep.spec import CONTROL_LABEL, Sweep
 
 if TYPE_CHECKING:
     from ajepa.sweep.runner import SweepOutcome
@@ -44,19 +44,26 @@ def print_dry_run(sweep: Sweep, console: Console, cluster: ClusterResources | No
         console.print(table)
         configs = [sweep.build_trial(0, "estimate", spec.seeds[0], {}, {}).config()] * sweep.num_trials
     else:
-        table = Table(title=f"{sweep.num_trials} trials")
+        controls = len(sweep.controls)
+        table = Table(title=f"{sweep.num_trials} trials" + (f" ({controls} control)" if controls else ""))
         table.add_column("#", justify="right")
         table.add_column("trial id")
         for axis in spec.axes:
             table.add_column(axis.name)
         table.add_column("seed", justify="right")
         table.add_column("steps", justify="right")
-        configs = [t.config() for t in sweep.trials]
-        for trial, cfg in zip(sweep.trials, configs):
+        configs = [t.config() for t in sweep.trials if not t.is_control]  # a control costs no training
+        for trial in sweep.trials:
+            cfg = trial.config()
+            if trial.is_control:
+                labels = [CONTROL_LABEL] + ["–"] * (len(spec.axes) - 1) if spec.axes else []
+                table.add_row(str(trial.index), trial.key, *labels, str(trial.seed), "0 (control)")
+                continue
             steps = trial_cost(cfg).steps
             table.add_row(str(trial.index), trial.key, *trial.labels.values(), str(trial.seed),
                           str(steps) if steps is not None else f"{cfg.optim.epochs:g} ep")
         console.print(table)
+    console.print(_control_line(sweep))
     costs = [trial_cost(cfg) for cfg in configs]
     if any(c.flops is None for c in costs):
         console.print(f"cost: {sweep.num_trials} trials; length in epochs of a non-synthetic dataset, "
@@ -68,7 +75,8 @@ def print_dry_run(sweep: Sweep, console: Console, cluster: ClusterResources | No
             s, unit = device_seconds(c.flops, res.gpu, res.cpu, res.workers)
             seconds += s
         devices = res.workers * (res.gpu if res.gpu else res.cpu)
-        line = (f"cost: {sweep.num_trials} trials, {sum(c.steps for c in costs):,} steps, "
+        kind = "pretraining trials" if sweep.controls else "trials"
+        line = (f"cost: {len(costs)} {kind}, {sum(c.steps for c in costs):,} steps, "
                 f"{sum(c.samples for c in costs):,} samples, ~{human_flops(flops)} (training matmuls only); "
                 f"~{human_seconds(seconds)} of trial time at {res.workers} x {res.gpu if res.gpu else res.cpu:g} "
                 f"{unit} per trial, ~{seconds * devices / 3600:.2g} {unit}-hours")
@@ -82,9 +90,24 @@ def print_dry_run(sweep: Sweep, console: Console, cluster: ClusterResources | No
     console.print("[dim]dry run: nothing started[/dim]")
 
 
+def _control_line(sweep: Sweep) -> str:
+    spec = sweep.spec
+    if sweep.controls:
+        first = next(t for t in sweep.trials if not t.is_control)
+        combo = ", ".join(f"{k}={v}" for k, v in first.labels.items()) or "the base config"
+        return (f"control: {len(sweep.controls)} trials ({CONTROL_LABEL}: the encoder of {combo} as initialised, "
+                "one per seed, evaluated like the trials without pretraining; control: false turns them off)")
+    if not spec.control:
+        return "control: off (control: false)"
+    if spec.search.kind == "optuna":
+        return "control: none (not available with search.kind=optuna)"
+    return "control: none (the trial config evaluates nothing: eval.tasks is empty)"
+
+
 def ablation_markdown(outcome: "SweepOutcome") -> str | None:
     """The ablation table from MLflow via ``analysis`` (None if that package is unavailable)."""
     try:
+        from analysis.clips import load_predictions
         from analysis.render import render
         from analysis.report import build_report
         from analysis.runs import load_runs
@@ -93,7 +116,8 @@ def ablation_markdown(outcome: "SweepOutcome") -> str | None:
     sweep = outcome.sweep
     runs = load_runs(sweep.tracking_uri, sweep.experiment, parent=outcome.parent_run_id, seeds=sweep.spec.seeds)
     report = build_report(runs, metrics=sweep.spec.metrics or None, paper=sweep.spec.table,
-                          title=sweep.name, description=sweep.spec.description or None)
+                          title=sweep.name, description=sweep.spec.description or None,
+                          predictions=load_predictions(runs))
     return render(report, "md")
 
 

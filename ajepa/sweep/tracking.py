@@ -50,6 +50,7 @@ TAG_PARENT = "mlflow.parentRunId"
 TAG_ERROR = "ajepa.error"
 TAG_STOP = "ajepa.stop_reason"
 TAG_ATTEMPTS = "ajepa.attempts"
+TAG_CONTROL = "ajepa.control"  # parent run: "1" when the sweep runs control trials (role "control")
 MAX_TAG = 5000          # MLflow tag values are capped (8000 in 3.x); keep room for UTF-8
 MAX_BATCH = 100         # MLflow's per-request limit for params and tags
 
@@ -150,6 +151,8 @@ def open_parent(client: "MlflowClient", experiment_id: str, sweep: "Sweep", comm
         "ajepa.num_trials": str(sweep.num_trials), "ajepa.seeds": json.dumps(sweep.spec.seeds),
         "ajepa.spec_file": str(sweep.path.resolve()), "ajepa.base": str(sweep.base_path),
     }
+    if sweep.controls:
+        tags[TAG_CONTROL] = "1"
     if sweep.spec.table:
         tags["ajepa.table"] = sweep.spec.table
     if sweep.spec.metrics:
@@ -270,7 +273,7 @@ class MlflowTrialCallback(Callback):
     def open(self) -> str:
         ctx, trial = self.ctx, self.trial
         tags = {
-            TAG_ROLE: "trial", TAG_PARENT: ctx.parent_run_id, TAG_SWEEP: ctx.sweep, TAG_SPEC_HASH: ctx.spec_hash,
+            TAG_ROLE: trial.kind, TAG_PARENT: ctx.parent_run_id, TAG_SWEEP: ctx.sweep, TAG_SPEC_HASH: ctx.spec_hash,
             TAG_TRIAL_ID: trial.key, TAG_SEED: str(trial.seed), TAG_GIT: ctx.git_commit,
             **{TAG_AXIS_PREFIX + name: label for name, label in trial.labels.items()},
         }
@@ -281,7 +284,8 @@ class MlflowTrialCallback(Callback):
             self._log_params()
             self.client.log_text(self.run_id, yaml.safe_dump(trial.tree, sort_keys=False), "config.yaml")
             self.client.log_dict(self.run_id, {k: v for k, v in trial.to_dict().items() if k != "tree"}, "trial.json")
-            self._log_mask_figure()
+            if not trial.is_control:  # a control never samples a mask
+                self._log_mask_figure()
         else:
             self.run_id = run.info.run_id
             attempts = int(run.data.tags.get(TAG_ATTEMPTS, "1")) + 1
@@ -363,8 +367,13 @@ class MlflowTrialCallback(Callback):
 
     # ------------------------------------------------------------------ artifacts
     def _log_artifacts(self, final: bool = True) -> None:
-        """Loss curves and metrics.jsonl always; the encoder when asked. Never fails the trial."""
+        """Loss curves, metrics.jsonl and the per-clip test predictions (``predictions/<task>.csv``)
+        always; the encoder when asked. Never fails the trial."""
         try:
+            predictions = self.out_dir / "predictions"
+            if final and predictions.is_dir() and any(predictions.glob("*.csv")):
+                for path in sorted(predictions.glob("*.csv")):
+                    self.client.log_artifact(self.run_id, str(path), "predictions")
             metrics_file = self.out_dir / "metrics.jsonl"
             if metrics_file.exists():
                 self.client.log_artifact(self.run_id, str(metrics_file))
@@ -374,7 +383,7 @@ class MlflowTrialCallback(Callback):
                     import matplotlib.pyplot as plt
 
                     plt.close(figure)
-            if final and self.ctx.log_encoder:
+            if final and self.ctx.log_encoder and not self.trial.is_control:  # a control saves no checkpoint
                 self._log_encoder()
         except Exception as err:
             log.warning("trial %s: could not log artifacts: %s", self.trial.key, err)

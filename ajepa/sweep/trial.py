@@ -9,6 +9,14 @@ checkpoint is not copied a second time into Ray's experiment folder.
 
 Reporting uses ``ray.tune.report`` only (``ray.train.report`` raises in a Tune function
 under Ray Train V2).
+
+A control trial (``Trial.kind == "control"``) builds the trainer exactly as a trial does
+-- same config, same data set-up, the same ``torch.manual_seed(cfg.seed)`` right before
+the model -- but never takes an optimizer step: :func:`evaluate_at_initialisation` runs
+the trainer's own ``setup()`` and ``evaluate()`` at step 0.
+
+Every trial's evaluator writes its per-clip test predictions to
+``<out_dir>/predictions/<task>.csv``; the MLflow callback logs that folder.
 """
 
 from __future__ import annotations
@@ -99,20 +107,48 @@ class TuneReporter(Callback):
         self._send(step, summary, **{FINISHED_FLAG: 1})
 
 
+PREDICTIONS_DIR = "predictions"  # under the trial's out_dir: <task>.csv per evaluated task
+
+
+def evaluate_at_initialisation(trainer) -> dict[str, Any]:
+    """A control trial: the trainer's own set-up (data, seeded model), then one evaluation at
+    step 0 -- no optimizer step -- reported through its callbacks as ``fit()`` would."""
+    try:
+        trainer.setup()
+        if trainer.step != 0:
+            raise RuntimeError(f"control trial found a checkpoint at step {trainer.step} in {trainer.out_dir}; "
+                               "a control is never pretrained: remove that folder")
+        trainer.callbacks.on_start(trainer)
+        if trainer.evaluator is not None:
+            trainer.evaluate()
+        summary = {**trainer.eval_metrics, "train/steps": 0}
+    except BaseException as err:
+        trainer.callbacks.on_end("FAILED", {"error": f"{type(err).__name__}: {err}", "step": 0})
+        raise
+    trainer.callbacks.on_end("FINISHED", summary)
+    return summary
+
+
+def run_trainer(trial: Trial, trainer) -> dict[str, Any]:
+    """Pretrain and evaluate (a trial) or only evaluate the initial encoder (a control)."""
+    return evaluate_at_initialisation(trainer) if trial.is_control else trainer.fit()
+
+
 def train_trial(trial: Trial, plan: TrialPlan, reporter: TuneReporter | None) -> dict[str, Any]:
     """Train one trial with MLflow logging; the MLflow run ends FAILED with the reason on any error."""
-    Path(trial.tree["out_dir"]).mkdir(parents=True, exist_ok=True)
+    out_dir = Path(trial.tree["out_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
     tracker = MlflowTrialCallback(plan.ctx, trial)
     if reporter is not None:
         tracker.stopped_by_tune = lambda: reporter.stopped
     tracker.open()
     try:
         cfg = trial.config()
-        evaluator = build_evaluator(cfg)  # None when cfg.eval.tasks is empty
+        evaluator = build_evaluator(cfg, predictions_dir=out_dir / PREDICTIONS_DIR)  # None without eval.tasks
         trainer_cls = import_object(plan.trainer)
         extra = [(import_object(f) if isinstance(f, str) else f)(trial) for f in plan.callbacks]
         callbacks = [tracker, *([reporter] if reporter else []), *extra]
-        summary = trainer_cls(cfg, callbacks=callbacks, evaluator=evaluator).fit()
+        summary = run_trainer(trial, trainer_cls(cfg, callbacks=callbacks, evaluator=evaluator))
     except BaseException as err:
         tracker.fail(f"{type(err).__name__}: {err}", traceback.format_exc())
         raise
@@ -172,5 +208,6 @@ def _ddp_worker(config: dict) -> None:
         path = Path(trial.tree["out_dir"]) / SUMMARY_FILE
         path.write_text(json.dumps({k: v for k, v in summary.items() if isinstance(v, (int, float, str))}))
     else:
-        # Evaluation runs on rank 0 only; the others wait at the trainer's checkpoint barrier.
-        import_object(plan.trainer)(trial.config(), callbacks=(), evaluator=None).fit()
+        # Evaluation runs on rank 0 only; the others wait at the trainer's checkpoint barrier
+        # (a control's other ranks only join the set-up, which wraps the model in DDP).
+        run_trainer(trial, import_object(plan.trainer)(trial.config(), callbacks=(), evaluator=None))
