@@ -134,12 +134,36 @@ def test_grid_two_seeds_lands_as_nested_runs(tmp_path, data_cache):
     sweep = load_sweep(spec)
     outcome = run_sweep(sweep, RunOptions(verbose=0))
     assert outcome.exit_code == 0, outcome.failures
-    assert outcome.counts["finished"] == 4
+    assert outcome.counts["finished"] == 4 + 2  # + one control trial per seed
 
     runs = trial_runs(sweep, outcome.parent_run_id)
     assert len(runs) == 4
     assert {(r.data.tags["ajepa.axis.loss"], r.data.tags["ajepa.seed"]) for r in runs} == \
         {("L2", "0"), ("L2", "1"), ("L1", "0"), ("L1", "1")}
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(sweep.tracking_uri)
+    controls = [r for r in client.search_runs([outcome.experiment_id])
+                if r.data.tags.get("ajepa.role") == "control"]
+    assert sorted(r.data.tags["ajepa.trial_id"] for r in controls) == ["control-s0", "control-s1"]
+    for run in controls:  # the encoder at initialisation, probed like the trials
+        assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == outcome.parent_run_id
+        assert not any(tag.startswith("ajepa.axis.") for tag in run.data.tags)
+        assert run.data.metrics["train/steps"] == 0 and run.data.metrics["eval/step"] == 0
+        assert "eval/synthetic/acc" in run.data.metrics and "train/loss" not in run.data.metrics
+        assert not (sweep.trial_dir(run.data.tags["ajepa.trial_id"]) / "checkpoints").exists()
+    for run in runs + controls:  # every probe's per-clip test outcome, in MLflow and in the trial folder
+        assert [a.path for a in client.list_artifacts(run.info.run_id, "predictions")] == \
+            ["predictions/synthetic.csv"]
+        assert (sweep.trial_dir(run.data.tags["ajepa.trial_id"]) / "predictions" / "synthetic.csv").is_file()
+    from analysis import build_report, load_runs, render
+    from analysis.clips import load_predictions
+
+    frame = load_runs(sweep.tracking_uri, sweep.experiment)
+    report = build_report(frame, predictions=load_predictions(frame))
+    assert list(report.table.index) == ["L2", "L1", "control: initialisation"]
+    markdown = render(report, "md")
+    assert "Δ synthetic acc vs control" in markdown and "p (clips)" in markdown
     for run in runs:
         tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
         assert run.info.status == "FINISHED"
@@ -149,11 +173,9 @@ def test_grid_two_seeds_lands_as_nested_runs(tmp_path, data_cache):
         assert params["seed"] == tags["ajepa.seed"] and params["optim.steps"] == "4"
         assert "eval/synthetic/acc" in metrics and "train/loss" in metrics
         assert loss_steps(sweep, run) == [1, 2, 3, 4]
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(sweep.tracking_uri)
     parent = client.get_run(outcome.parent_run_id)
     assert parent.data.tags["ajepa.role"] == "sweep" and parent.info.status == "FINISHED"
+    assert parent.data.tags["ajepa.control"] == "1" and parent.data.tags["ajepa.num_trials"] == "6"
     assert json.loads(parent.data.tags["ajepa.axes"]) == [{"name": "loss", "labels": ["L2", "L1"]}]
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
     assert {"config.yaml", "metrics.jsonl", "loss_curves.png"} <= artifacts
