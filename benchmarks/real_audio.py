@@ -1,0 +1,292 @@
+"""Linear-probe accuracy on REAL recorded sounds: pretrained encoder vs its own initial
+weights vs a log-mel-statistics baseline, in one table.
+
+    python benchmarks/real_audio.py --checkpoint runs/tiny/checkpoints/last.pt
+    python benchmarks/real_audio.py --config experiments/tiny.yaml [key=value ...]   # pretrain first
+
+The data is the dev set of ``benchmarks/real_devset.py`` (13 classes of game and desktop
+sound effects from Debian packages, ESC-50 layout, 5 folds split by source recording;
+built on first use when ``--data`` does not exist). Every row uses the project's default
+linear-probe protocol exactly as ``ajepa-eval CHECKPOINT --task esc50 --data DEV`` runs
+it (:func:`ajepa.eval.run.evaluate_task`: the checkpoint's frontend, mean-pooled
+embeddings, standardised features, L2 picked on a validation split carved from the
+training folds, 5-fold CV):
+
+(a) ``pretrained``: the checkpoint's EMA target encoder;
+(b) ``init``: the same architecture at its initial weights, rebuilt as the Trainer built
+    it (``torch.manual_seed(cfg.seed)`` then ``AJEPA(cfg)``: its target encoder), so
+    (a) - (b) is what pretraining added;
+(c) ``log-mel stats``: per-mel-band mean and std over time of the very normalised
+    log-mel input the encoder sees (``2 x num_mel_bins`` features), fed to the same probe
+    (:func:`ajepa.eval.probe.probe_fold`, same fold seeds, same validation carving).
+
+Normalisation (``frontend.norm``): with ``dataset`` (experiments/tiny.yaml) the dev set's
+own ``stats.json`` is used, computed on first use exactly as ``ajepa-stats`` would
+(``data.kind=esc50 data.root=DEV``), as ``ajepa-eval`` expects it; ``--norm-stats
+pretrain`` feeds the encoder the pretraining data's statistics instead.
+The target encoder's effective rank (``train/target_rank``, last logged value in the
+run's ``metrics.jsonl``) is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # real_devset beside this file
+
+DEFAULT_DATA = Path(".cache/real_devset")
+TASK_NAME = "real"
+
+
+# --------------------------------------------------------------------------- config and encoders
+
+
+def pretrain(config: str, overrides: list[str]):
+    """Pretrain as ``ajepa-train CONFIG overrides`` does (resumes a finished/partial run)."""
+    from ajepa.config import load_config, save_config
+    from ajepa.eval import build_evaluator
+    from ajepa.train import Trainer
+    from ajepa.train.callbacks import Callback
+
+    cfg = load_config(config, overrides)
+
+    class PrintLog(Callback):
+        def on_log(self, step, metrics):
+            if step % max(cfg.log_every * 20, 1) == 0:
+                print(f"  step {step}: loss {metrics['train/loss']:.4f}", flush=True)
+
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, cfg.out_dir / "config.yaml")
+    summary = Trainer(cfg, callbacks=[PrintLog()], evaluator=build_evaluator(cfg)).fit()
+    (cfg.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return cfg.out_dir / "checkpoints" / "last.pt"
+
+
+def initial_encoder(cfg):
+    """The target encoder exactly as the Trainer initialised it (before any step)."""
+    import torch
+
+    from ajepa.models.jepa import AJEPA
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = AJEPA(cfg)
+    return model.target_encoder.eval()
+
+
+def last_metric(run_dir: Path, key: str) -> tuple[float | None, int | None]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return None, None
+    value = step = None
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if key in row:
+            value, step = float(row[key]), row.get("step")
+    return value, step
+
+
+# --------------------------------------------------------------------------- task
+
+
+def ensure_devset(root: Path) -> None:
+    if (root / "meta" / "esc50.csv").is_file():
+        return
+    import real_devset
+
+    print(f"building the dev set at {root} (benchmarks/real_devset.py --out {root})", flush=True)
+    code = real_devset.main(["--out", str(root)])
+    if code:
+        raise SystemExit(code)
+
+
+def dataset_stats(cfg, root: Path) -> None:
+    """Write ``root/stats.json`` as ``ajepa-stats CONFIG data.kind=esc50 data.root=ROOT`` would,
+    unless one computed under the same fbank settings is there."""
+    from ajepa.audio.features import NormStatsError, fbank_settings, resolve_norm_stats, write_norm_stats
+    from ajepa.data.stats import compute_norm_stats
+    from ajepa.data.tasks import build_pretrain_dataset
+
+    try:
+        resolve_norm_stats(cfg.frontend, root, cfg.data.sample_rate)
+        return
+    except NormStatsError:
+        pass
+    stats_cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"kind": "esc50", "root": root})})
+    dataset = build_pretrain_dataset(stats_cfg, normalise=False)
+    mean, std, used = compute_norm_stats(dataset)
+    write_norm_stats(root, mean, std, fbank_settings(cfg.frontend, cfg.data.sample_rate), num_clips=used,
+                     dataset_clips=len(dataset), data_kind="esc50", config="benchmarks/real_audio.py")
+    print(f"dev-set normalisation stats: mean={mean:.4f} std={std:.4f} ({used} clips) -> {root}/stats.json")
+
+
+def build_dev_task(cfg, root: Path, norm_source: str):
+    from ajepa.audio.features import resolve_norm_stats
+    from ajepa.config import EvalTask
+    from ajepa.data.tasks import build_task, pretrain_stats_location
+
+    task = EvalTask(task="esc50", root=root, protocol="linear", name=TASK_NAME)
+    norm_stats = None
+    if cfg.frontend.norm == "dataset":
+        if norm_source == "pretrain":
+            norm_stats = resolve_norm_stats(cfg.frontend, pretrain_stats_location(cfg.data), cfg.data.sample_rate)
+        else:
+            dataset_stats(cfg, root)
+    task_data = build_task(task, cfg.frontend, cfg.data.sample_rate, cfg.data.cache_dir, data=cfg.data,
+                           norm_stats=norm_stats)
+    return task, task_data
+
+
+# --------------------------------------------------------------------------- the log-mel baseline
+
+
+def logmel_stats_embeddings(task_data) -> dict:
+    """``{(fold, split): Embeddings}`` of per-band mean and std over time of each item's
+    ``spec`` (the normalised, cropped/padded log-mel the encoder is fed), each clip once."""
+    from ajepa.eval.embeddings import Embeddings
+    from ajepa.eval.run import SPLITS, clip_key
+
+    cache: dict = {}
+    out = {}
+    for fold in task_data.folds:
+        for split in SPLITS:
+            dataset = getattr(fold, split)
+            if dataset is None:
+                continue
+            features, labels = [], []
+            for i in range(len(dataset)):
+                key = clip_key(dataset, i)
+                key = key if key is not None else (id(dataset), i)
+                if key not in cache:
+                    item = dataset[i]
+                    spec = np.asarray(item["spec"], dtype=np.float64)[0]  # [F, T]
+                    cache[key] = (np.concatenate([spec.mean(1), spec.std(1)]).astype(np.float32),
+                                  np.asarray(item["label"]))
+                feature, label = cache[key]
+                features.append(feature)
+                labels.append(label)
+            out[(str(fold.name), split)] = Embeddings(np.stack(features), np.stack(labels).astype(np.int64),
+                                                      np.arange(len(features), dtype=np.int64))
+    return out
+
+
+def probe_arrays(embeddings: dict, task_data, cfg) -> dict[str, float]:
+    """The per-fold loop of :func:`ajepa.eval.run.probe_encoder`, on given arrays."""
+    from ajepa.eval.metrics import aggregate_folds
+    from ajepa.eval.probe import probe_fold
+    from ajepa.eval.run import fold_seed
+
+    seed = cfg.eval.seed if cfg.eval.seed is not None else cfg.seed
+    per_fold, names = [], []
+    for position, fold in enumerate(task_data.folds):
+        name = str(fold.name)
+        result = probe_fold(
+            embeddings[(name, "train")], embeddings.get((name, "val")), embeddings[(name, "test")],
+            task_data.num_classes, task_data.multilabel, task_data.metric, cfg.eval.probe,
+            fold_seed(seed, position), train_groups=getattr(fold.train, "groups", None),
+        )
+        per_fold.append(result.metrics)
+        names.append(name)
+    return aggregate_folds(TASK_NAME, per_fold, names)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="real_audio", description="Probe accuracy on real sounds: pretrained vs initial weights vs log-mel stats.",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, help="pretraining checkpoint (…/checkpoints/last.pt) or run folder")
+    source.add_argument("--config", help="experiment YAML to pretrain first with the Trainer (then its last.pt)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="with --config: dotted config overrides")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                        help=f"dev set folder (default {DEFAULT_DATA}; built when missing)")
+    parser.add_argument("--norm-stats", choices=("task", "pretrain"), default="task",
+                        help="with frontend.norm=dataset: the dev set's own stats (default, as ajepa-eval) or "
+                             "the pretraining data's")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    args = parser.parse_intermixed_args(argv)
+    if args.overrides and args.config is None:
+        parser.error("key=value overrides need --config")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = "python benchmarks/real_audio.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    import torch
+
+    from ajepa.config import ConfigError
+    from ajepa.eval.run import default_cache, evaluate_task
+    from ajepa.train.checkpoint import load_encoder
+
+    try:
+        checkpoint = pretrain(args.config, args.overrides) if args.config else args.checkpoint
+    except ConfigError as err:
+        print(f"real_audio: {err}", file=sys.stderr)
+        return 2
+    if checkpoint.is_dir():
+        checkpoint = checkpoint / "checkpoints" / "last.pt"
+    if not checkpoint.is_file():
+        print(f"real_audio: no checkpoint at {checkpoint}", file=sys.stderr)
+        return 2
+    run_dir = checkpoint.parent.parent
+
+    ensure_devset(args.data)
+    started = time.perf_counter()
+    pretrained, cfg = load_encoder(checkpoint, "target")
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    task, task_data = build_dev_task(cfg, args.data, args.norm_stats)
+    cache = default_cache(cfg)
+
+    rows = []
+    for label, encoder in (("pretrained (EMA target)", pretrained), ("init (same arch, seed)", initial_encoder(cfg))):
+        result = evaluate_task(encoder.to(device), task, cfg, task_data=task_data, cache=cache, device=device)
+        rows.append((label, result.metrics))
+    rows.append((f"log-mel stats ({2 * cfg.frontend.num_mel_bins}-d)",
+                 probe_arrays(logmel_stats_embeddings(task_data), task_data, cfg)))
+    seconds = time.perf_counter() - started
+
+    rank, rank_step = last_metric(run_dir, "train/target_rank")
+    _, last_step = last_metric(run_dir, "train/loss")
+    classes = task_data.num_classes
+    clips = sum(len(f.test) for f in task_data.folds)  # every clip is in exactly one test fold
+    print()
+    print(f"real-sound dev set {args.data}: {clips} clips, {classes} classes, {len(task_data.folds)} folds "
+          f"(chance {1 / classes:.3f}); probe: {cfg.eval.probe.pooling} pooling, {cfg.eval.probe.solver}, "
+          f"L2 grid {cfg.eval.probe.l2_grid}")
+    print(f"checkpoint {checkpoint} (step {last_step}); norm {cfg.frontend.norm}"
+          f"{' (' + args.norm_stats + ' stats)' if cfg.frontend.norm == 'dataset' else ''}")
+    print(f"{'encoder':<28}{'accuracy':>10}{'± std':>8}   per fold")
+    for label, metrics in rows:
+        folds = [metrics[k] for k in sorted(metrics) if k.endswith("/acc") and "/fold" in k]
+        print(f"{label:<28}{metrics[f'eval/{TASK_NAME}/acc']:>10.3f}{metrics[f'eval/{TASK_NAME}/acc_std']:>8.3f}   "
+              + " ".join(f"{v:.3f}" for v in folds))
+    print(f"train/target_rank: {rank:.2f} (step {rank_step})" if rank is not None
+          else "train/target_rank: not in the run's metrics.jsonl")
+    print(f"evaluated in {seconds:.0f} s; command: {command}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "command": command, "checkpoint": str(checkpoint), "data": str(args.data), "step": last_step,
+            "target_rank": rank, "results": {label: metrics for label, metrics in rows},
+        }, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
