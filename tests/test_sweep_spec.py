@@ -182,6 +182,13 @@ def test_resume_refuses_missing_or_changed_state(tmp_path, capsys):
     assert main([str(path)]) == 2
     err = capsys.readouterr().err
     assert "different spec" in err and "--fresh" in err
+    from ajepa.sweep.spec import spec_hash_without_controls
+
+    (sweep.sweep_dir / "sweep.json").write_text(  # started before control trials existed
+        '{"spec_hash": "%s", "parent_run_id": "x", "tracking_uri": "%s"}'
+        % (spec_hash_without_controls(sweep), sweep.tracking_uri))
+    assert main([str(path)]) == 2
+    assert "without control trials: add `control: false`" in capsys.readouterr().err
     import ray
 
     assert not ray.is_initialized()

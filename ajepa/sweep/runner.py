@@ -30,7 +30,7 @@ from ajepa.sweep.cost import trial_cost
 from ajepa.sweep.resources import (
     DDP_DRIVER_CPU, ClusterResources, check_resources, connected_resources, local_resources,
 )
-from ajepa.sweep.spec import CONTROL, Sweep, SpecError
+from ajepa.sweep.spec import CONTROL, Sweep, SpecError, spec_hash_without_controls
 from ajepa.sweep.trial import FINISHED_FLAG, GRID_PARAM, TrialPlan, tune_trainable
 
 log = logging.getLogger(__name__)
@@ -104,11 +104,14 @@ def check_state(sweep: Sweep, state: dict | None, opts: RunOptions) -> None:
             raise SpecError(f"--resume: nothing to resume in {where} (no {STATE_FILE}); run without --resume")
         return
     if state.get("spec_hash") != sweep.spec_hash:
+        without_controls = sweep.controls and state.get("spec_hash") == spec_hash_without_controls(sweep)
         raise SpecError(
             f"{where} holds sweep {sweep.name!r} started from a different spec or base config "
             f"(hash {state.get('spec_hash')} there, {sweep.spec_hash} now).\n"
-            "  Fix: restore the original values to resume it, pass --fresh to start over in that folder "
-            "(its MLflow runs stay), or give the sweep another name."
+            + ("  It was started without control trials: add `control: false` to the spec to resume it as it "
+               "was, or pass --fresh to rerun it with them (its MLflow runs stay).\n" if without_controls else
+               "  Fix: restore the original values to resume it, pass --fresh to start over in that folder "
+               "(its MLflow runs stay), or give the sweep another name.")
         )
     if state.get("tracking_uri") != sweep.tracking_uri:
         raise SpecError(

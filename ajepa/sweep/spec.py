@@ -670,6 +670,12 @@ def _spec_hash(spec: SweepSpec, base_tree: dict, control: bool = False) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
+def spec_hash_without_controls(sweep: Sweep) -> str:
+    """The hash the sweep would have with ``control: false`` (what sweeps started before
+    control trials existed were saved under)."""
+    return _spec_hash(sweep.spec, sweep.base_tree)
+
+
 def _combinations(sweep: Sweep) -> list[tuple[dict[str, str], dict[str, Any]]]:
     """(labels, assignments) per axis combination: grid product, or random samples."""
     spec = sweep.spec
