@@ -278,6 +278,15 @@ def test_cached_dataset_pickles_small_and_reads_in_workers(tmp_path):
             assert torch.equal(a, b["spec"])
 
 
+def test_the_build_runs_in_dataloader_workers(tmp_path):
+    records = clips(tmp_path, count=4)
+    in_workers = cached(dataset_of(records), tmp_path / "a", num_workers=2)
+    in_process = cached(dataset_of(records), tmp_path / "b")
+    assert np.array_equal(in_workers.features.keys, in_process.features.keys)
+    for index in range(4):
+        assert torch.equal(in_workers.log_mel(index), in_process.log_mel(index))
+
+
 def _build_in_child(records, cache_dir, queue):
     try:
         cache = build_feature_cache(dataset_of(records), cache_dir, progress=False)
