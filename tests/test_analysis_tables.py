@@ -407,8 +407,9 @@ def test_control_runs_become_the_last_row_never_the_best(store):
     assert "control: initialisation" not in ablation_table(load_runs(store["uri"], "masking")).index
 
 
-def test_clip_level_test_from_the_logged_predictions(store):
+def test_clip_level_test_from_the_logged_predictions(store, tmp_path):
     from analysis.clips import load_predictions
+    from analysis.plots import plot_ablation
 
     runs = as_points(load_runs(store["uri"], "predictor"))
     predictions = load_predictions(runs)
@@ -435,6 +436,8 @@ def test_clip_level_test_from_the_logged_predictions(store):
     assert frame["control"].tolist() == [False, False, False, True]
     assert frame.loc["6, 768", f"{ACC} control verdict_clips"] == "better"
     assert frame.loc["8, 384", f"{ACC} p_clips"] > 0.05
+    figure = plot_ablation(report.table, ACC, tmp_path / "acc")[0]  # the control as a dashed line
+    assert _pixel_variance(figure) > 1e-3
 
 
 def test_cli_shows_the_control_row_delta_vs_control_and_p_clips_beside_p_seeds(store, capsys):
