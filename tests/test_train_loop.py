@@ -135,3 +135,16 @@ def test_thread_setting_explicit_then_environment_then_half_the_cpus(monkeypatch
         assert configure_threads(None) == max(1, usable_cpus() // 2) == torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_checkpoint_from_before_a_new_config_key_still_resumes(tiny_config):
+    """A key added to the config types after a run started counts as its default."""
+    from ajepa.train.checkpoint import config_differences
+    from ajepa.config import dump_config
+
+    cfg = tiny_config("optim.steps=3", "optim.warmup=1")
+    saved = dump_config(cfg)
+    del saved["masking"]["masks_per_clip"]  # as written before masks_per_clip existed
+    assert config_differences(saved, cfg) == []
+    changed = tiny_config("optim.steps=3", "optim.warmup=1", "masking.masks_per_clip=2")
+    assert config_differences(saved, changed) == ["masking.masks_per_clip: 1 -> 2"]

@@ -20,7 +20,7 @@ LAST = "last.pt"
 
 # Keys that may change between an interrupted run and its resumption.
 RESUMABLE_CHANGES = ("out_dir", "device", "threads", "log_every", "checkpoint_every", "keep_checkpoints",
-                     "data.num_workers", "data.cache_dir", "eval.")
+                     "data.num_workers", "data.cache_dir", "data.feature_cache", "eval.")
 
 
 def checkpoint_path(out_dir: Path, step: int | None = None) -> Path:
@@ -56,7 +56,16 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
 
 def config_differences(saved: dict, current: TrainConfig) -> list[str]:
-    """Keys whose values differ between a checkpoint's config and the current one."""
+    """Keys whose values differ between a checkpoint's config and the current one.
+
+    The saved config is re-validated first, so a key added to the config types after the
+    checkpoint was written counts as its default (an old run resumes unless the new key
+    is set to something else); a saved config that no longer validates is compared as is.
+    """
+    try:
+        saved = dump_config(build_config(saved, source="checkpoint"))
+    except ValueError:
+        pass
     old, new = flatten(saved), flatten(dump_config(current))
     keys = sorted(set(old) | set(new))
     return [
