@@ -59,13 +59,14 @@ def train_main(argv: list[str] | None = None) -> int:
     save_config(cfg, cfg.out_dir / "config.yaml")
     progress = PrintLog() if args.no_progress else RichProgress()
     try:
-        summary = Trainer(cfg, callbacks=[progress], evaluator=build_evaluator(cfg)).fit()
+        evaluator = build_evaluator(cfg, predictions_dir=cfg.out_dir / "predictions")
+        summary = Trainer(cfg, callbacks=[progress], evaluator=evaluator).fit()
     except ConfigError as err:
         print(f"ajepa-train: {err}", file=sys.stderr)
         return 2
     (cfg.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in summary.items()}, indent=2))
-    print(f"checkpoint, metrics.jsonl and summary.json are in {cfg.out_dir}")
+    print(f"checkpoint, metrics.jsonl, summary.json and per-clip test predictions are in {cfg.out_dir}")
     return 0
 
 

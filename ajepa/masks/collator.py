@@ -21,10 +21,12 @@ MASK_KEYS = ("context_idx", "target_idx", "target_block", "num_blocks", "mask_ra
 _MASK_STREAM = 0x6D61736B  # "mask": keeps the mask stream apart from other (seed, step) streams
 
 
-def step_seed(seed: int, step: int) -> int:
-    """63-bit seed from (seed, step) by splitmix64 mixing: stable across processes and platforms."""
+def step_seed(seed: int, step: int, rank: int = 0) -> int:
+    """63-bit seed from (seed, step[, rank]) by splitmix64 mixing: stable across processes and
+    platforms. Rank 0 gives the single-process seed, so one process and DDP rank 0 agree."""
     x = 0x9E3779B97F4A7C15
-    for part in (seed, step, _MASK_STREAM):
+    parts = (seed, step, _MASK_STREAM) if rank == 0 else (seed, step, _MASK_STREAM, rank)
+    for part in parts:
         x = (x ^ (int(part) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
         x = (x ^ (x >> 27)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
         x ^= x >> 31
@@ -41,15 +43,16 @@ class MaskCollator:
     to clip ``b`` (the model infers M from the row counts). Progress is ``step / total_steps``.
     """
 
-    def __init__(self, cfg: Any, grid: tuple[int, int], seed: int, total_steps: int):
+    def __init__(self, cfg: Any, grid: tuple[int, int], seed: int, total_steps: int, rank: int = 0):
         if total_steps < 1:
             raise ValueError(f"total_steps must be >= 1, got {total_steps}")
         self.cfg, self.grid, self.seed, self.total_steps = cfg, tuple(grid), int(seed), int(total_steps)
+        self.rank = int(rank)  # DDP: each rank draws its own masks for its own slice of the batch
         self.masks_per_clip = int(getattr(cfg, "masks_per_clip", 1))
         self.sampler = build_mask_sampler(cfg, self.grid)
 
     def generator(self, step: int) -> torch.Generator:
-        return torch.Generator().manual_seed(step_seed(self.seed, step))
+        return torch.Generator().manual_seed(step_seed(self.seed, step, self.rank))
 
     def masks(self, step: int, batch_size: int) -> dict[str, torch.Tensor | float]:
         """The mask fields alone for a batch of ``batch_size`` at ``step``."""

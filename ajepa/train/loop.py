@@ -133,7 +133,7 @@ class Trainer:
         self.steps_per_epoch = steps_per_epoch
         self.total_steps = total_steps(cfg.optim, steps_per_epoch)
         self.warmup_steps = warmup_steps(cfg.optim, steps_per_epoch)
-        self.collator = MaskCollator(cfg.masking, cfg.grid, cfg.seed, self.total_steps)
+        self.collator = MaskCollator(cfg.masking, cfg.grid, cfg.seed, self.total_steps, rank=self.rank)
 
         # seeded right here, after the data set-up (which may generate and cache clips on
         # first use): the initial weights depend on cfg.seed alone, cold cache or warm
