@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from ajepa.config import ConfigError, load_config, save_config
+from ajepa.config import ConfigError, load_config
 
 TRAIN_EPILOG = """\
 examples:
@@ -55,8 +55,6 @@ def train_main(argv: list[str] | None = None) -> int:
         def on_log(self, step, metrics):
             print(f"step {step}: loss {metrics['train/loss']:.4f}", flush=True)
 
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, cfg.out_dir / "config.yaml")
     progress = PrintLog() if args.no_progress else RichProgress()
     try:
         evaluator = build_evaluator(cfg, predictions_dir=cfg.out_dir / "predictions")

@@ -672,7 +672,13 @@ def dump_config(cfg: TrainConfig) -> dict:
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(dump_config(cfg), sort_keys=False))
+    """Write the config as YAML atomically (a kill mid-write leaves the old file whole)."""
+    import os
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(yaml.safe_dump(dump_config(cfg), sort_keys=False))
+    os.replace(tmp, path)
 
 
 def total_steps(cfg: OptimConfig, steps_per_epoch: int) -> int:

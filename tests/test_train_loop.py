@@ -72,9 +72,13 @@ def test_resume_reproduces_uninterrupted_losses(tiny_config, tmp_path):
 
 
 def test_resume_refuses_a_changed_experiment(tiny_config):
-    Trainer(tiny_config("optim.steps=3", "optim.warmup=1"), []).fit()
+    cfg = tiny_config("optim.steps=3", "optim.warmup=1")
+    Trainer(cfg, []).fit()
+    written = (cfg.out_dir / "config.yaml").read_text()
+    assert "smooth_l1" in written
     with pytest.raises(ConfigError, match=r"loss\.kind: 'smooth_l1' -> 'l2'"):
         Trainer(tiny_config("optim.steps=3", "optim.warmup=1", "loss.kind=l2"), []).fit()
+    assert (cfg.out_dir / "config.yaml").read_text() == written, "a refused resume keeps the run's config"
 
 
 def test_non_finite_loss_names_the_step(tiny_config):

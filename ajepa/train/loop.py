@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ajepa.config import ConfigError, TrainConfig, dump_config, total_steps, warmup_steps
+from ajepa.config import ConfigError, TrainConfig, dump_config, save_config, total_steps, warmup_steps
 from ajepa.data.loader import build_pretrain_loader
 from ajepa.models.jepa import AJEPA, collapse_stats
 from ajepa.train.callbacks import Callback, CallbackList, MetricsFile
@@ -155,6 +155,8 @@ class Trainer:
         if cfg.optim.compile:
             self.forward_model = torch.compile(self.forward_model, dynamic=True)
         self._maybe_resume()
+        if self.is_main:  # only now: a refused resume must not overwrite the run's config
+            save_config(cfg, self.out_dir / "config.yaml")
 
     def _maybe_resume(self) -> None:
         path = checkpoint_path(self.out_dir)
