@@ -50,7 +50,7 @@ TASK_NAME = "real"
 
 def pretrain(config: str, overrides: list[str]):
     """Pretrain as ``ajepa-train CONFIG overrides`` does (resumes a finished/partial run)."""
-    from ajepa.config import load_config, save_config
+    from ajepa.config import load_config
     from ajepa.eval import build_evaluator
     from ajepa.train import Trainer
     from ajepa.train.callbacks import Callback
@@ -62,8 +62,6 @@ def pretrain(config: str, overrides: list[str]):
             if step % max(cfg.log_every * 20, 1) == 0:
                 print(f"  step {step}: loss {metrics['train/loss']:.4f}", flush=True)
 
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, cfg.out_dir / "config.yaml")
     summary = Trainer(cfg, callbacks=[PrintLog()], evaluator=build_evaluator(cfg)).fit()
     (cfg.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return cfg.out_dir / "checkpoints" / "last.pt"

@@ -367,3 +367,14 @@ def test_task_folds_share_entries_and_max_clips_limits_the_build(tmp_path, monke
     build_task(EvalTask(task="esc50", root=tmp_path / "esc", folds=[1], max_clips=1), frontend, RATE,
                tmp_path / "cache2")
     assert writes.count == 2  # only the clips the capped parts use
+
+
+def test_selecting_records_with_a_float64_gain_finds_their_entries(tmp_path):
+    """RecordTable keeps gain as float32: 0.3 read back is not the float 0.3, and the
+    selection for a task's split must still find the entry (Speech Commands silence slices)."""
+    array = (np.random.default_rng(1).standard_normal((2, 8000)) * 3000).astype(np.int16)
+    np.save(tmp_path / "w.npy", array)
+    waves = WaveArray(8000, path=tmp_path / "w.npy")
+    records = [ClipRecord(None, (0,), wave_index=0, gain=0.3), ClipRecord(None, (1,), wave_index=1, gain=0.5)]
+    fast = cached(dataset_of(records, waves=waves), tmp_path / "cache")
+    assert fast.features.select(records).present.all()

@@ -203,8 +203,15 @@ class FeatureCache:
 
 
 def record_signature(record: "ClipRecord") -> tuple:
-    """What makes two records the same audio (labels and splits do not)."""
-    return record.path, record.wave_index, record.start, record.duration, record.gain
+    """What makes two records the same audio (labels and splits do not).
+
+    Numbers are rounded as :class:`~ajepa.data.datasets.RecordTable` stores them (gain as
+    float32), so a record and its row in a table have one signature: a float64 gain such
+    as 0.3 would otherwise never match and its clip would be decoded on every visit.
+    """
+    return (record.path, int(record.wave_index), float(np.float64(record.start)),
+            None if record.duration is None else float(np.float64(record.duration)),
+            float(np.float32(record.gain)))
 
 
 def read_entry(path: str, num_mel_bins: int) -> np.ndarray:
