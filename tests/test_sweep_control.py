@@ -1,11 +1,11 @@
-"""A control trial (ajepa.sweep.trial.evaluate_at_initialisation) evaluates, through the real
+"""A control trial (``Trainer.fit(pretrain=False)``, via ajepa.sweep.trial.run_trainer) evaluates, through the real
 Trainer, exactly the encoder a trial of the same seed starts pretraining from -- and takes no step."""
 
 from __future__ import annotations
 
 import torch
 
-from ajepa.sweep.trial import evaluate_at_initialisation, run_trainer
+from ajepa.sweep.trial import run_trainer
 from ajepa.train import Trainer
 from ajepa.train.callbacks import Callback
 
@@ -40,7 +40,7 @@ def test_control_evaluates_the_seeded_initial_encoder_without_a_step(tiny_config
 
     record = Record()
     torch.manual_seed(123)  # whatever the global RNG was before: the trainer seeds it
-    summary = evaluate_at_initialisation(Trainer(cfg, callbacks=[record], evaluator=evaluator))
+    summary = Trainer(cfg, callbacks=[record], evaluator=evaluator).fit(pretrain=False)
     assert summary == {"eval/synthetic/acc": 0.25, "eval/step": 0, "train/steps": 0}
     assert record.events == [("start", 0), ("eval", 0), ("FINISHED", 0)]  # no log step, no checkpoint
     assert not (cfg.out_dir / "checkpoints").exists()
@@ -68,7 +68,7 @@ def test_control_failure_is_reported_to_the_callbacks(tiny_config):
         raise RuntimeError("probe exploded")
 
     try:
-        evaluate_at_initialisation(Trainer(tiny_config(), callbacks=[record], evaluator=broken))
+        Trainer(tiny_config(), callbacks=[record], evaluator=broken).fit(pretrain=False)
     except RuntimeError as err:
         assert "probe exploded" in str(err)
     else:

@@ -12,8 +12,8 @@ under Ray Train V2).
 
 A control trial (``Trial.kind == "control"``) builds the trainer exactly as a trial does
 -- same config, same data set-up, the same ``torch.manual_seed(cfg.seed)`` right before
-the model -- but never takes an optimizer step: :func:`evaluate_at_initialisation` runs
-the trainer's own ``setup()`` and ``evaluate()`` at step 0.
+the model -- but never takes an optimizer step: ``Trainer.fit(pretrain=False)`` runs the trainer's
+own ``setup()`` and ``evaluate()`` at step 0.
 
 Every trial's evaluator writes its per-clip test predictions to
 ``<out_dir>/predictions/<task>.csv``; the MLflow callback logs that folder.
@@ -110,28 +110,9 @@ class TuneReporter(Callback):
 PREDICTIONS_DIR = "predictions"  # under the trial's out_dir: <task>.csv per evaluated task
 
 
-def evaluate_at_initialisation(trainer) -> dict[str, Any]:
-    """A control trial: the trainer's own set-up (data, seeded model), then one evaluation at
-    step 0 -- no optimizer step -- reported through its callbacks as ``fit()`` would."""
-    try:
-        trainer.setup()
-        if trainer.step != 0:
-            raise RuntimeError(f"control trial found a checkpoint at step {trainer.step} in {trainer.out_dir}; "
-                               "a control is never pretrained: remove that folder")
-        trainer.callbacks.on_start(trainer)
-        if trainer.evaluator is not None:
-            trainer.evaluate()
-        summary = {**trainer.eval_metrics, "train/steps": 0}
-    except BaseException as err:
-        trainer.callbacks.on_end("FAILED", {"error": f"{type(err).__name__}: {err}", "step": 0})
-        raise
-    trainer.callbacks.on_end("FINISHED", summary)
-    return summary
-
-
 def run_trainer(trial: Trial, trainer) -> dict[str, Any]:
     """Pretrain and evaluate (a trial) or only evaluate the initial encoder (a control)."""
-    return evaluate_at_initialisation(trainer) if trial.is_control else trainer.fit()
+    return trainer.fit(pretrain=not trial.is_control)
 
 
 def train_trial(trial: Trial, plan: TrialPlan, reporter: TuneReporter | None) -> dict[str, Any]:

@@ -241,11 +241,17 @@ class Trainer:
         return loss.detach(), targets, schedule
 
     # ------------------------------------------------------------------ the run
-    def fit(self) -> dict[str, Any]:
+    def fit(self, pretrain: bool = True) -> dict[str, Any]:
+        """Set up, pretrain, evaluate; returns the summary. ``pretrain=False`` evaluates the
+        encoders exactly as set-up built them (a sweep's control: seeded, never stepped)."""
         try:
             self.setup()
+            if not pretrain and self.step:
+                raise RuntimeError(f"{self.out_dir} holds a checkpoint at step {self.step}, but this run "
+                                   "must evaluate the initial weights: use an empty out_dir")
             self.callbacks.on_start(self)
-            self._train()
+            if pretrain:
+                self._train()
             if self.evaluator is not None and not self._evaluated_at(self.step):
                 self.evaluate()
             summary = {**self.last_metrics, **self.eval_metrics, "train/steps": self.step}
