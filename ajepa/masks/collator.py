@@ -37,8 +37,9 @@ class MaskCollator:
     """``collate_fn`` for items ``(step, sample_dict)``: default-collated samples + masks.
 
     Adds ``context_idx [B*M, Nc]`` (sorted), ``target_idx [B*M, Nt]``, ``target_block
-    [B*M, Nt]``, ``num_blocks`` (int: target blocks per mask, at most), ``mask_ratio`` (realised target share of the grid, batch mean) and
-    ``hard_share`` (share of masks on the curriculum's hard mask). ``M =
+    [B*M, Nt]``, ``num_blocks`` (int: target blocks per mask, at most), ``mask_ratio``
+    (realised target share of the grid, batch mean) and ``hard_share`` (share of masks on
+    the curriculum's hard mask). ``M =
     cfg.masks_per_clip`` independent masks are drawn per clip; rows ``b*M .. b*M+M-1`` belong
     to clip ``b`` (the model infers M from the row counts). Progress is ``step / total_steps``.
     """

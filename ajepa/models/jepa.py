@@ -40,10 +40,8 @@ class AJEPA(nn.Module):
         M rows per clip) its features are shared by the clip's M rows.
         """
         h = self.normalise_target(self.target_encoder(spec, num_layers_out=self.avg_last_k))
-        views = masks_per_clip(spec, target_idx)
-        if views == 1:
-            return gather_tokens(h, target_idx)
-        # gather a clip's M rows of indices at once instead of copying its features M times
+        masks_per_clip(spec, target_idx)  # checks the row count
+        # a clip's M rows of indices gathered at once, instead of copying its features M times
         rows = gather_tokens(h, target_idx.reshape(spec.shape[0], -1))
         return rows.reshape(target_idx.shape[0], target_idx.shape[1], h.shape[-1])
 
