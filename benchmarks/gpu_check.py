@@ -139,7 +139,7 @@ def eval_under_bf16(args, device: str) -> None:
         f"out_dir={out}", f"device={device}", "optim.steps=50", "optim.warmup=5", "eval.tasks=[]",
         "optim.precision=bf16" if device == "cuda" else "optim.precision=fp32"])
     Trainer(cfg).fit()
-    command = [sys.executable, "-m", "ajepa.eval.cli", str(out / "checkpoints" / "last.pt"), "--task", "synthetic",
+    command = [sys.executable, "-m", "ajepa.cli.eval", str(out / "checkpoints" / "last.pt"), "--task", "synthetic",
                "--device", device, "--out", str(Path(args.out) / "eval.json")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     print(result.stdout[-1500:], result.stderr[-1500:] if result.returncode else "")

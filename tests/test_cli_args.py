@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from ajepa.cli import train_main
+from ajepa.cli.train import main as train_main
 from ajepa.data.stats import stats_main
 
 TINY = str(Path(__file__).parents[1] / "experiments" / "tiny.yaml")

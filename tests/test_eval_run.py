@@ -10,7 +10,7 @@ import torch
 
 from ajepa.config import EvalTask, dump_config, load_config
 from ajepa.eval import build_evaluator, probe_encoder
-from ajepa.eval.cli import main
+from ajepa.cli.eval import main
 from ajepa.eval.run import build_task_data
 from ajepa.models.jepa import AJEPA
 from ajepa.models.vit import encoder_from_config

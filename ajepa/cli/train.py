@@ -1,9 +1,8 @@
 """`ajepa-train`: pretrain A-JEPA from a YAML experiment plus dotted overrides.
 
 Thin by design: it loads the config, builds the evaluator and progress bar, and hands
-over to :class:`ajepa.train.Trainer`. The other entry points live beside their
-packages (`ajepa.sweep.cli`, `ajepa.eval.cli`, `ajepa.masks.figures`, `ajepa.data.stats`,
-`analysis.cli`).
+over to :class:`ajepa.train.Trainer`. The other entry points are its siblings in
+:mod:`ajepa.cli`.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ Pointing out_dir at a folder that holds a checkpoint resumes that run exactly.
 """
 
 
-def train_main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="ajepa-train", description="Pretrain A-JEPA on audio spectrograms.",
         epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -69,4 +68,4 @@ def train_main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(train_main())
+    sys.exit(main())
