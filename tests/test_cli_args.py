@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from ajepa.cli.train import main as train_main
-from ajepa.data.stats import stats_main
+from ajepa.cli.stats import main as stats_main
 
 TINY = str(Path(__file__).parents[1] / "experiments" / "tiny.yaml")
 

@@ -10,8 +10,9 @@ import soundfile
 import torch
 import yaml
 
+from ajepa.cli.stats import main as stats_main
 from ajepa.config import load_config
-from ajepa.data.stats import compute_norm_stats, stats_main
+from ajepa.data.stats import compute_norm_stats
 from ajepa.data.tasks import build_pretrain_dataset, pretrain_stats_location
 
 RATE = 16000

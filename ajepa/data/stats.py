@@ -1,4 +1,4 @@
-"""``ajepa-stats CONFIG [key=value ...]``: normalisation statistics of the pretraining data.
+"""Normalisation statistics of the pretraining data (the command: ``ajepa-stats``, :mod:`ajepa.cli.stats`).
 
 Computes the global mean and standard deviation of the *un-normalised, un-padded* log-mel
 over the pretraining set (``frontend.norm='dataset'`` then reads them). Padding is left
@@ -12,19 +12,11 @@ The synthetic set needs no manual step: its stats are computed on first use (see
 
 from __future__ import annotations
 
-import argparse
-import sys
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ajepa.audio.features import fbank_settings, write_norm_stats
-from ajepa.config import ConfigError, load_config
 from ajepa.data.datasets import ClipDataset
-
-DEFAULT_MAX_CLIPS = 20000
 
 
 class _ClipMoments(Dataset):
@@ -58,37 +50,3 @@ def compute_norm_stats(dataset: ClipDataset, max_clips: int | None = None, num_w
     mean = total[0] / total[2]
     var = torch.clamp(total[1] / total[2] - mean * mean, min=0.0)
     return float(mean), float(var.sqrt()), len(indices)
-
-
-def stats_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="ajepa-stats",
-        description="Compute the log-mel mean/std of the pretraining data and write stats.json beside it "
-        "(used by frontend.norm=dataset).",
-    )
-    parser.add_argument("config", help="experiment YAML (the same one you train with)")
-    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.root=/data/audioset")
-    parser.add_argument("--max-clips", type=int, default=DEFAULT_MAX_CLIPS,
-                        help=f"clips to average over, evenly spaced (default {DEFAULT_MAX_CLIPS}; 0 = all)")
-    parser.add_argument("--out", type=Path, default=None, help="write here instead of beside the data")
-    args = parser.parse_intermixed_args(argv)  # overrides may come before or after options
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigError as err:
-        print(f"ajepa-stats: {err}", file=sys.stderr)
-        return 2
-    from ajepa.data.tasks import build_pretrain_dataset, pretrain_stats_location  # tasks imports this module
-
-    dataset = build_pretrain_dataset(cfg, normalise=False)
-    mean, std, used = compute_norm_stats(dataset, args.max_clips or None, cfg.data.num_workers)
-    target = args.out if args.out is not None else pretrain_stats_location(cfg.data)
-    path = write_norm_stats(
-        target, mean, std, fbank_settings(cfg.frontend, cfg.data.sample_rate),
-        num_clips=used, dataset_clips=len(dataset), data_kind=cfg.data.kind, config=str(args.config),
-    )
-    print(f"mean={mean:.6f} std={std:.6f} over {used} of {len(dataset)} clips -> {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(stats_main())
