@@ -307,7 +307,7 @@ def test_sample_matches_the_contract():
 
 
 def test_figures_command_writes_both_pictures(tmp_path, capsys):
-    from ajepa.masks.figures import main
+    from ajepa.cli.masks import main
 
     assert main(["frontend.target_frames=256", "masking.strategy=tf", "--out", str(tmp_path), "--examples", "1"]) == 0
     for name in ("masks.png", "curriculum.png"):

@@ -1,7 +1,8 @@
 """Pictures of masks (like A-JEPA Fig. 2) and of curriculum functions (like Fig. 3).
 
-``ajepa-masks CONFIG [key=value ...] --out DIR`` writes ``masks.png`` (example masks of
-every strategy, plus the config's own, on a spectrogram) and ``curriculum.png``.
+The drawing only: masks over any ``[F, T]`` picture and a patch grid. Which spectrogram
+to draw them on (a rendered synthetic clip needs audio and data, two floors up) is for the
+command, ``ajepa-masks`` (:mod:`ajepa.cli.masks`), so this package knows grids, not audio.
 Colours: context green, removed (neither context nor target) grey, each target block its
 own colour; overlapping blocks blend. Figures use matplotlib's Agg canvas directly, so
 importing this module changes no global backend.
@@ -9,7 +10,6 @@ importing this module changes no global backend.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -20,7 +20,7 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
 from ajepa.config import (BlockMask, CurriculumMask, CurriculumSchedule, FreqMask, MultiBlockMask, RandomMask,
-                          TFMask, TimeMask, load_config)
+                          TFMask, TimeMask)
 from ajepa.masks.collator import step_seed
 from ajepa.masks.curriculum import curriculum_probability
 from ajepa.masks.strategies import build_mask_sampler
@@ -139,7 +139,7 @@ def draw_curriculum(path: str | Path,
     if schedules is None:
         schedules = PAPER_SCHEDULES
     if not isinstance(schedules, Mapping):
-        schedules = {_schedule_label(s): s for s in schedules}
+        schedules = {schedule_label(s): s for s in schedules}
     t = np.linspace(0.0, 1.0, 401)
     fig = Figure(figsize=(6.0, 4.0), layout="constrained")
     FigureCanvasAgg(fig)
@@ -158,64 +158,7 @@ def draw_curriculum(path: str | Path,
     return path
 
 
-def _schedule_label(schedule: CurriculumSchedule) -> str:
+def schedule_label(schedule: CurriculumSchedule) -> str:
     extra = {"power": f" k={schedule.power:g}", "constant": f" {schedule.value:g}", "step": f" {schedule.steps}"}
     end = f", end={schedule.end:g}" if schedule.end < 1 else ""
     return f"{schedule.kind}{extra.get(schedule.kind, '')}{end}"
-
-
-def example_spectrogram(cfg) -> tuple[np.ndarray, str]:
-    """A log-mel ``[F, T]`` of one clip (a siren) of the built-in synthetic set, else a drawn one.
-
-    ajepa.data sits above ajepa.masks; the import is guarded and used only by this
-    command, so the masking package itself does not depend on it.
-    """
-    try:
-        from ajepa.audio.features import Frontend
-        from ajepa.data.synthetic import render_clip
-
-        sample_rate = cfg.data.sample_rate
-        frontend = Frontend(cfg.frontend, sample_rate, stats=None)
-        samples = int(cfg.frontend.target_frames * cfg.frontend.frame_shift_ms * sample_rate / 1000)
-        wave = render_clip(8, np.random.default_rng(0), sample_rate, samples + frontend.window_samples,
-                           snr_db=(20.0, 30.0))
-        spec = frontend.fit_frames(frontend.log_mel(torch.from_numpy(wave)), train=False)
-        return spec.numpy(), "synthetic clip (ajepa.data.synthetic)"
-    except Exception:  # noqa: BLE001 - any failure falls back to the drawn picture
-        return synthetic_spectrogram(cfg.frontend.num_mel_bins, cfg.frontend.target_frames), "drawn chirp"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="ajepa-masks",
-        description="Draw example masks of every strategy (and the config's own) and the curriculum functions.",
-    )
-    parser.add_argument("config", nargs="?", help="experiment YAML (optional: defaults if left out)")
-    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. masking.strategy=tf")
-    parser.add_argument("--out", default=".", help="output folder (default: current folder)")
-    parser.add_argument("--examples", type=int, default=3, help="masks per strategy")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_intermixed_args(argv)  # overrides may come before or after options
-    config, overrides = args.config, list(args.overrides)
-    if config is not None and "=" in config and not Path(config).exists():
-        config, overrides = None, [config, *overrides]  # only overrides were given
-    cfg = load_config(config, overrides)
-
-    spec, source = example_spectrogram(cfg)
-    configs = dict(PAPER_MASKS)
-    configs[f"this config: {cfg.masking.strategy}"] = cfg.masking
-    out = Path(args.out)
-    masks_png = draw_mask_examples(spec, cfg.grid, cfg.model.patch_size, configs, out / "masks.png",
-                                   args.examples, args.seed)
-    schedules = dict(PAPER_SCHEDULES)
-    if isinstance(cfg.masking, CurriculumMask):
-        schedules[f"this config: {_schedule_label(cfg.masking.schedule)}"] = cfg.masking.schedule
-    curriculum_png = draw_curriculum(out / "curriculum.png", schedules)
-    print(f"grid {cfg.grid[0]}x{cfg.grid[1]} patches, spectrogram: {source}")
-    print(f"wrote {masks_png}")
-    print(f"wrote {curriculum_png}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
