@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from ajepa.cli.tables import main
 from analysis import ablation_table, build_report, load_history, load_runs, paired_comparison, render
-from analysis.cli import main
 from analysis.runs import RunsNotFound
 from analysis.tables import as_points
 

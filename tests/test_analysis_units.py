@@ -37,12 +37,12 @@ def frame(values: dict[str, list[float | None]], axis="loss", status=None, seeds
 
 
 def test_no_torch_is_imported():
-    code = "import analysis, analysis.cli, analysis.plots, sys; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import analysis, ajepa.cli.tables, analysis.plots, sys; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_cli_help(capsys):
-    from analysis.cli import main
+    from ajepa.cli.tables import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])

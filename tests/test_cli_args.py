@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
-from ajepa.cli.train import main as train_main
 from ajepa.cli.stats import main as stats_main
+from ajepa.cli.train import main as train_main
 
 TINY = str(Path(__file__).parents[1] / "experiments" / "tiny.yaml")
 

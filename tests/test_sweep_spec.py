@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ajepa.sweep.cli import main
+from ajepa.cli.sweep import main
 from ajepa.sweep.resources import ClusterResources, ResourceError, check_resources
 from ajepa.sweep.spec import ResourcesSpec, SpecError, Trial, load_sweep
 

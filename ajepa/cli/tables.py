@@ -10,6 +10,9 @@ row, ``<name>_control_comparisons.csv``) and the figures (PNG + PDF) there.
 
 The per-clip test predictions the trials logged (``predictions/<task>.csv`` artifacts) are
 read for the clip-level test (``p (clips)``); ``--no-clips`` skips them (seed level only).
+
+Arguments and error reporting only; the work is the :mod:`analysis` package. Like it,
+this command never imports torch, so tables build on any machine that reads the store.
 """
 
 from __future__ import annotations
@@ -19,13 +22,12 @@ import sys
 from pathlib import Path
 
 from analysis.clips import load_predictions
+from analysis.outputs import write_outputs
 from analysis.paper import available_tables, find_paper
-from analysis.plots import plot_ablation, plot_training_curves, slug
 from analysis.render import render
-from analysis.report import Report, build_report
-from analysis.runs import RunsNotFound, load_history, load_runs
+from analysis.report import build_report
+from analysis.runs import RunsNotFound, load_runs
 from analysis.source import SpecError, resolve_source
-from analysis.tables import latest_attempts
 
 FORMATS = ("md", "latex", "csv")
 
@@ -87,34 +89,6 @@ def main(argv: list[str] | None = None) -> int:
         written = write_outputs(report, runs, args.out, plots=not args.no_plots)
         print(f"\nwrote {len(written)} files to {args.out}", file=sys.stderr)
     return 0
-
-
-def write_outputs(report: Report, runs, out_dir: Path, plots: bool = True) -> list[Path]:
-    """Every text format, the detailed comparisons and (optionally) the figures."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    name = slug(report.title)
-    written = []
-    for fmt, suffix in (("md", "md"), ("latex", "tex"), ("csv", "csv")):
-        path = out_dir / f"{name}.{suffix}"
-        path.write_text(render(report, fmt))
-        written.append(path)
-    comparisons = out_dir / f"{name}_comparisons.csv"
-    report.comparison.to_csv(comparisons, index=False)
-    written.append(comparisons)
-    if report.control is not None:
-        comparisons = out_dir / f"{name}_control_comparisons.csv"
-        report.control.to_csv(comparisons, index=False)
-        written.append(comparisons)
-    if plots:
-        for metric in report.metrics:
-            if report.table[(metric, "n")].sum():
-                written += plot_ablation(report.table, metric, out_dir / f"{name}_{slug(metric)}",
-                                         title=f"{report.title}: {metric}", reference=report.reference)
-        # one attempt per (row, seed), as in the table: a failed try and its retry are not averaged
-        history = load_history(latest_attempts(runs, report.axes), "train/loss")
-        if not history.empty:
-            written += plot_training_curves(history, out_dir / f"{name}_train_loss", title=f"{report.title}: train/loss")
-    return written
 
 
 if __name__ == "__main__":
