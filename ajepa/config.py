@@ -17,10 +17,10 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 
 class StrictModel(BaseModel):
@@ -32,11 +32,127 @@ class StrictModel(BaseModel):
 Range = tuple[float, float]
 
 
+def union_choices(union: Any, tag: str) -> tuple[str, ...]:
+    """The values of discriminator ``tag`` over the member types of an ``Annotated`` union:
+    the choice list of a design axis, derived from its declared types, never written twice."""
+    members = get_args(get_args(union)[0]) if get_origin(union) is Annotated else get_args(union)
+    return tuple(get_args(member.model_fields[tag].annotation)[0] for member in members)
+
+
 def _check_range(name: str, value: Range, low: float, high: float) -> Range:
     a, b = value
     if not (low <= a <= b <= high):
         raise ValueError(f"{name} must satisfy {low} <= min <= max <= {high}, got {value}")
     return value
+
+
+# --------------------------------------------------------------------------- datasets
+#
+# One type per downstream dataset (the ``task`` of ``eval.tasks[]``), like one type per
+# masking strategy: each carries its own fields only, so a flag of one dataset cannot be
+# set on another. Its implementation is the module of the same name under
+# ajepa/data/sources/ (tests/test_data_sources.py checks the one-to-one match).
+
+#: The flat EvalTask that preceded these types dumped every dataset's fields into every
+#: task (run config.yaml files and checkpoints hold them); these are its unset values.
+_FLAT_TASK_DEFAULTS: dict[str, Any] = {
+    "root": None, "manifest": None, "folds": None, "esc10": False, "classes": 35, "test_manifest": None,
+}
+
+
+class TaskCommon(StrictModel):
+    """What every downstream task shares, whatever its dataset."""
+
+    task: str
+    protocol: Literal["linear", "finetune"] = "linear"
+    name: str | None = Field(None, description="metric prefix; defaults to the task name")
+    clip_seconds: float | None = Field(None, gt=0, description="defaults to the task's own clip length")
+    target_frames: int | None = Field(None, ge=16, description="defaults to the task's own length")
+    max_clips: int | None = Field(None, ge=1, description="cap on clips per split (quick checks)")
+    skip_bad_files: bool | None = Field(None, description="defaults to data.skip_bad_files")
+
+    #: The keys that say where the data is, one of which must be set (first: the usual one):
+    #: of ``data`` when this dataset is ``data.kind``, of the task for ``ajepa-eval --data``.
+    located_by: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_flat_defaults(cls, data: Any) -> Any:
+        """A saved flat task (see _FLAT_TASK_DEFAULTS) loads: other datasets' fields at their
+        unset value are dropped; a set one stays, so validation names it as foreign."""
+        if isinstance(data, dict):
+            data = {k: v for k, v in data.items()
+                    if k in cls.model_fields or k not in _FLAT_TASK_DEFAULTS or v != _FLAT_TASK_DEFAULTS[k]}
+        return data
+
+
+class SyntheticTask(TaskCommon):
+    """The built-in synthetic set: the held-out splits of the very set pretraining generates."""
+
+    task: Literal["synthetic"] = "synthetic"
+
+
+class RootedTask(TaskCommon):
+    """A dataset read from a folder on disk."""
+
+    root: Path | None = Field(None, description="dataset folder")
+    located_by: ClassVar[tuple[str, ...]] = ("root",)
+
+
+class FolderTask(RootedTask):
+    """``root/<class>/*.wav``; a seeded, stratified 70/15/15 split."""
+
+    task: Literal["folder"] = "folder"
+
+
+class ManifestTask(RootedTask):
+    """A CSV of ``path,label[,split]`` rows (``;``-joined labels: multi-label)."""
+
+    task: Literal["manifest"] = "manifest"
+    root: Path | None = Field(None, description="the CSV itself, when `manifest` is unset (as data.root)")
+    manifest: Path | None = Field(None, description="CSV manifest (path,label[,split])")
+    located_by: ClassVar[tuple[str, ...]] = ("manifest", "root")
+
+
+class ESC50Task(RootedTask):
+    """ESC-50 (release layout), 5-fold cross-validation."""
+
+    task: Literal["esc50"] = "esc50"
+    folds: list[int] | None = Field(None, description="ESC-50 folds to evaluate (default all 5)")
+    esc10: bool = Field(False, description="the ESC-10 subset (10 classes)")
+
+
+class SpeechCommandsTask(RootedTask):
+    """Speech Commands V2 with its official validation/testing lists."""
+
+    task: Literal["speechcommands"] = "speechcommands"
+    classes: Literal[35, 12] = Field(35, description="35 words, or 10 words + unknown + silence")
+
+
+class AudioSetTask(RootedTask):
+    """AudioSet (multi-label, mAP) from AST JSON manifests or the official segments CSVs."""
+
+    task: Literal["audioset"] = "audioset"
+    root: Path | None = Field(None, description="clip folder holding the segments CSVs (searched recursively)")
+    manifest: Path | None = Field(None, description="train manifest (default <root>/balanced_train_segments.csv)")
+    test_manifest: Path | None = Field(
+        None, description="AudioSet test manifest (default <root>/eval_segments.csv); `manifest` is the train one"
+    )
+    located_by: ClassVar[tuple[str, ...]] = ("manifest", "root")
+
+
+EvalTask = Annotated[
+    Union[SyntheticTask, FolderTask, ManifestTask, ESC50Task, SpeechCommandsTask, AudioSetTask],
+    Field(discriminator="task"),
+]
+TASK_KINDS = union_choices(EvalTask, "task")
+#: task (= data.kind) -> its config type
+TASK_TYPES: dict[str, type[TaskCommon]] = dict(zip(TASK_KINDS, get_args(get_args(EvalTask)[0])))
+
+
+def parse_task(fields: dict) -> TaskCommon:
+    """A dict with a ``task`` key -> that dataset's task type (pydantic's ValidationError if invalid)."""
+    return _TASK_ADAPTER.validate_python(fields)
 
 
 # --------------------------------------------------------------------------- data
@@ -54,7 +170,7 @@ class SyntheticConfig(StrictModel):
 
 
 class DataConfig(StrictModel):
-    kind: Literal["synthetic", "folder", "manifest", "esc50", "speechcommands", "audioset"] = "synthetic"
+    kind: Literal[TASK_KINDS] = Field("synthetic", description="the dataset (one of the task types of eval.tasks[])")
     root: Path | None = Field(None, description="dataset root directory (unused for synthetic)")
     manifest: Path | None = Field(
         None, description="CSV manifest (path,label[,split]) or AudioSet JSON/segments CSV"
@@ -78,10 +194,10 @@ class DataConfig(StrictModel):
 
     @model_validator(mode="after")
     def _root_required(self) -> "DataConfig":
-        if self.kind in ("folder", "esc50", "speechcommands") and self.root is None:
-            raise ValueError(f"data.root is required for data.kind={self.kind!r}")
-        if self.kind in ("manifest", "audioset") and self.manifest is None and self.root is None:
-            raise ValueError(f"data.manifest (or data.root) is required for data.kind={self.kind!r}")
+        needs = TASK_TYPES[self.kind].located_by
+        if needs and all(getattr(self, key) is None for key in needs):
+            alternatives = "".join(f" (or data.{key})" for key in needs[1:])
+            raise ValueError(f"data.{needs[0]}{alternatives} is required for data.kind={self.kind!r}")
         return self
 
 
@@ -472,24 +588,6 @@ class ProbeConfig(StrictModel):
     cache: bool = Field(True, description="keep extracted embeddings on disk under eval.cache_dir")
 
 
-class EvalTask(StrictModel):
-    task: Literal["synthetic", "folder", "manifest", "esc50", "speechcommands", "audioset"]
-    root: Path | None = None
-    manifest: Path | None = None
-    protocol: Literal["linear", "finetune"] = "linear"
-    name: str | None = Field(None, description="metric prefix; defaults to the task name")
-    clip_seconds: float | None = Field(None, gt=0, description="defaults to the task's own clip length")
-    target_frames: int | None = Field(None, ge=16, description="defaults to the task's own length")
-    folds: list[int] | None = Field(None, description="ESC-50 folds to evaluate (default all 5)")
-    esc10: bool = False
-    classes: Literal[35, 12] = 35
-    max_clips: int | None = Field(None, ge=1, description="cap on clips per split (quick checks)")
-    test_manifest: Path | None = Field(
-        None, description="AudioSet test manifest (default <root>/eval_segments.csv); `manifest` is the train one"
-    )
-    skip_bad_files: bool | None = Field(None, description="defaults to data.skip_bad_files")
-
-
 class EvalConfig(StrictModel):
     tasks: list[EvalTask] = Field(default_factory=list)
     encoder: Literal["target", "context"] = "target"
@@ -499,6 +597,9 @@ class EvalConfig(StrictModel):
     cache_dir: Path | None = Field(None, description="embedding cache; default <data.cache_dir>/embeddings")
     probe: ProbeConfig = ProbeConfig()
     finetune: FinetuneConfig = FinetuneConfig()
+
+
+_TASK_ADAPTER = TypeAdapter(EvalTask)
 
 
 # --------------------------------------------------------------------------- top level
@@ -606,25 +707,46 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 def format_validation_error(err: ValidationError, source: str) -> str:
     lines = [f"invalid config ({source}):"]
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if not _is_union_tag(p))
-        tags = [p for p in e["loc"] if _is_union_tag(p)]
+        loc = ".".join(str(p) for i, p in enumerate(e["loc"]) if not _is_union_tag(e["loc"], i))
+        tags = [p for i, p in enumerate(e["loc"]) if _is_union_tag(e["loc"], i)]
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; docs/CONFIG.md lists every key)"
             if tags:
-                msg = f"not a parameter of masking strategy {tags[-1]!r} (check the spelling or the strategy)"
+                noun = _union_noun(tags[-1])
+                msg = f"not a parameter of {noun} {tags[-1]!r} (check the spelling or the {noun})"
         elif e["type"] == "literal_error" and "expected" in e.get("ctx", {}):
             msg = f"must be one of {e['ctx']['expected']}, got {e.get('input')!r}"
-        elif e["type"] == "union_tag_invalid":
-            msg = f"unknown strategy {e.get('input', {}).get('strategy')!r}; choose one of {MASK_STRATEGIES}" \
-                if isinstance(e.get("input"), dict) else msg
+        elif e["type"] == "union_tag_invalid" and isinstance(e.get("input"), dict):
+            tag = e["ctx"]["discriminator"].strip("'")
+            choices = next(c for t, c in UNION_AXES.values() if t == tag)
+            msg = f"unknown {tag} {e['input'].get(tag)!r}; choose one of {choices}"
         lines.append(f"  {loc or '<root>'}: {msg}")
     return "\n".join(lines)
 
 
-def _is_union_tag(part: Any) -> bool:
-    """Pydantic puts the discriminator value into error paths (masking.tf.scale); users write masking.scale."""
-    return isinstance(part, str) and part in MASK_STRATEGIES
+# The config's tagged unions, for error messages: noun -> (discriminator field, choices).
+UNION_AXES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "masking strategy": ("strategy", MASK_STRATEGIES),
+    "task": ("task", TASK_KINDS),
+}
+
+
+def _union_noun(tag: str) -> str:
+    return next(noun for noun, (_, choices) in UNION_AXES.items() if tag in choices)
+
+
+def _is_union_tag(loc: tuple, i: int) -> bool:
+    """Pydantic puts the discriminator value into error paths (masking.tf.scale,
+    eval.tasks.0.esc50.folds); users write masking.scale. A task's tag follows a list index
+    or opens a lone task's path, because 'synthetic' and 'manifest' are also plain keys
+    (data.synthetic, eval.tasks.0.manifest.manifest)."""
+    part = loc[i]
+    if not isinstance(part, str):
+        return False
+    if part in TASK_KINDS:
+        return i == 0 or isinstance(loc[i - 1], int)
+    return any(part in choices for _, choices in UNION_AXES.values())
 
 
 def build_config(tree: dict, source: str = "<dict>") -> TrainConfig:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ajepa.config import EvalTask, load_config
+from ajepa.config import ESC50Task, load_config
 from ajepa.data.tasks import build_task
 from ajepa.eval.metrics import aggregate_folds
 from ajepa.eval.probe import probe_fold
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         fixture_s = time.perf_counter() - started
 
         started = time.perf_counter()
-        eval_task = EvalTask(task="esc50", root=root)
+        eval_task = ESC50Task(root=root)
         task = build_task(eval_task, cfg.frontend, cfg.data.sample_rate, cfg.data.cache_dir)
         build_s = time.perf_counter() - started
         encoded = []

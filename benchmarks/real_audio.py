@@ -130,10 +130,10 @@ def dataset_stats(cfg, root: Path) -> None:
 
 def build_dev_task(cfg, root: Path, norm_source: str):
     from ajepa.audio.features import resolve_norm_stats
-    from ajepa.config import EvalTask
+    from ajepa.config import ESC50Task
     from ajepa.data.tasks import build_task, pretrain_stats_location
 
-    task = EvalTask(task="esc50", root=root, protocol="linear", name=TASK_NAME)
+    task = ESC50Task(root=root, protocol="linear", name=TASK_NAME)
     norm_stats = None
     if cfg.frontend.norm == "dataset":
         if norm_source == "pretrain":

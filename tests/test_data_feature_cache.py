@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 import ajepa.data.feature_cache as fc
 from ajepa.audio.features import Frontend
 from ajepa.audio.io import AudioError
-from ajepa.config import EvalTask, FrontendConfig, load_config
+from ajepa.config import ESC50Task, FrontendConfig, load_config
 from ajepa.data.datasets import ClipDataset, ClipRecord, WaveArray
 from ajepa.data.feature_cache import build_feature_cache, settings_folder
 from ajepa.data.tasks import build_pretrain_dataset, build_task
@@ -354,17 +354,17 @@ def test_task_folds_share_entries_and_max_clips_limits_the_build(tmp_path, monke
     (tmp_path / "esc" / "meta" / "esc50.csv").write_text("\n".join(rows) + "\n")
     writes = CountWrites(monkeypatch)
     frontend = FrontendConfig(norm="preset")
-    data = build_task(EvalTask(task="esc50", root=tmp_path / "esc", target_frames=32), frontend, RATE,
+    data = build_task(ESC50Task(root=tmp_path / "esc", target_frames=32), frontend, RATE,
                       tmp_path / "cache")
     assert writes.count == 10  # each clip once, though it sits in five folds
     fold = data.folds[0]
     assert fold.train.features.present.all() and fold.test.features.present.all()
-    uncached = build_task(EvalTask(task="esc50", root=tmp_path / "esc", target_frames=32), frontend, RATE,
+    uncached = build_task(ESC50Task(root=tmp_path / "esc", target_frames=32), frontend, RATE,
                           tmp_path / "other", data=load_config(None, {"data": {"feature_cache": False}}).data)
     assert uncached.folds[0].test.features is None
     torch.testing.assert_close(fold.test[1]["spec"], uncached.folds[0].test[1]["spec"], **NORM_TOL)
     writes.count = 0
-    build_task(EvalTask(task="esc50", root=tmp_path / "esc", folds=[1], max_clips=1), frontend, RATE,
+    build_task(ESC50Task(root=tmp_path / "esc", folds=[1], max_clips=1), frontend, RATE,
                tmp_path / "cache2")
     assert writes.count == 2  # only the clips the capped parts use
 

@@ -11,7 +11,7 @@ import soundfile
 import torch
 
 from ajepa.audio.io import AudioError
-from ajepa.config import DataConfig, EvalTask, FrontendConfig, load_config
+from ajepa.config import DataConfig, FrontendConfig, SyntheticTask, load_config, parse_task
 from ajepa.data.datasets import DatasetLayoutError
 from ajepa.data.tasks import (
     SPEECH_COMMANDS_10,
@@ -32,7 +32,7 @@ def write_wav(path: Path, seconds: float = 0.05, seed: int = 0, rate: int = RATE
 
 
 def task(kind: str, tmp_path: Path, **fields) -> object:
-    return build_task(EvalTask(task=kind, **fields), FRONTEND, RATE, tmp_path / "cache")
+    return build_task(parse_task({"task": kind, **fields}), FRONTEND, RATE, tmp_path / "cache")
 
 
 # --------------------------------------------------------------------------- ESC-50
@@ -273,7 +273,7 @@ def test_manifest_task_and_max_clips(tmp_path):
 def test_synthetic_task_reuses_the_pretraining_set(tmp_path):
     data_cfg = DataConfig(clip_seconds=0.5, cache_dir=tmp_path / "cache", synthetic={"num_clips": 40})
     frontend = FrontendConfig(target_frames=48)
-    data = build_task(EvalTask(task="synthetic"), frontend, RATE, tmp_path / "cache", data=data_cfg)
+    data = build_task(SyntheticTask(), frontend, RATE, tmp_path / "cache", data=data_cfg)
     fold = data.folds[0]
     assert data.num_classes == 12 and data.target_frames == 48 and data.clip_seconds == 0.5
     assert len(fold.train) + len(fold.val) + len(fold.test) == 40

@@ -8,7 +8,7 @@ import pytest
 import soundfile
 import torch
 
-from ajepa.config import EvalTask, dump_config, load_config
+from ajepa.config import SyntheticTask, dump_config, load_config
 from ajepa.eval import build_evaluator, probe_encoder
 from ajepa.cli.eval import main
 from ajepa.eval.run import build_task_data
@@ -65,7 +65,7 @@ def test_evaluator_probes_the_chosen_encoder_and_keeps_the_rng(cache_dir):
 def test_probe_encoder_separates_informative_from_constant_features(cache_dir):
     """The helper the lead uses for pretrained-vs-random: a dead encoder scores at chance."""
     cfg = tiny_config(cache_dir, "data.synthetic.num_clips=240")  # 36 test clips: 12 were a coin toss
-    task = build_task_data(EvalTask(task="synthetic"), cfg)
+    task = build_task_data(SyntheticTask(), cfg)
     torch.manual_seed(0)  # initial weights drawn from the process's unseeded RNG made it flaky
     live = encoder_from_config(cfg.model, cfg.grid)
     dead = encoder_from_config(cfg.model, cfg.grid)

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ajepa.config import EvalTask, load_config
+from ajepa.config import SyntheticTask, load_config
 from ajepa.eval import build_evaluator
 from ajepa.eval.run import build_task_data, probe_encoder
 from ajepa.models.vit import encoder_from_config
@@ -39,7 +39,7 @@ def test_pretrained_tiny_encoder_beats_random_encoders(tmp_path, synthetic_cache
     summary = Trainer(cfg, evaluator=build_evaluator(cfg)).fit()
     pretrained = summary["eval/synthetic/acc"]
 
-    task_data = build_task_data(EvalTask(task="synthetic"), cfg)
+    task_data = build_task_data(SyntheticTask(), cfg)
     random_scores = {}
     for seed in (cfg.seed, cfg.seed + 1):  # the run's own initialisation, then another draw
         torch.manual_seed(seed)

@@ -17,7 +17,16 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ajepa.config import (
-    ConfigError, EvalTask, apply_overrides, build_config, dump_config, format_validation_error, parse_override,
+    TASK_KINDS,
+    TASK_TYPES,
+    ConfigError,
+    TaskCommon,
+    apply_overrides,
+    build_config,
+    dump_config,
+    format_validation_error,
+    parse_override,
+    parse_task,
 )
 
 EPILOG = """\
@@ -36,9 +45,6 @@ or `frontend.<field>` / `data.<field>` to change how the checkpoint's config rea
 Values are parsed as YAML.
 """
 
-TASK_KINDS = ("synthetic", "folder", "manifest", "esc50", "speechcommands", "audioset")
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="ajepa-eval", description="Linear-probe or fine-tune a pretrained A-JEPA encoder on a task.",
@@ -47,7 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("checkpoint", type=Path, help="pretraining checkpoint, e.g. runs/x/checkpoints/last.pt")
     parser.add_argument("--task", required=True, choices=TASK_KINDS)
     parser.add_argument("--data", type=Path, default=None,
-                        help="dataset root (esc50, speechcommands, folder), or manifest file (manifest, audioset)")
+                        help="dataset root, or the manifest file of a task that has one ("
+                        + ", ".join(k for k, t in TASK_TYPES.items() if "manifest" in t.model_fields) + ")")
     parser.add_argument("--protocol", choices=("linear", "finetune"), default="linear")
     parser.add_argument("--encoder", choices=("target", "context"), default=None,
                         help="which encoder of the checkpoint (default: eval.encoder, i.e. the EMA target)")
@@ -58,15 +65,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_intermixed_args(argv)  # overrides may come before or after options
 
 
-def task_from_args(args: argparse.Namespace, task_overrides: dict) -> EvalTask:
+def task_from_args(args: argparse.Namespace, task_overrides: dict) -> TaskCommon:
+    """The task config: ``--data`` is the manifest of a dataset read from one (when it is a
+    file), else its root; a dataset located by root or manifest needs one of them."""
     fields: dict = {"task": args.task, "protocol": args.protocol, "name": args.name}
+    task_type = TASK_TYPES[args.task]
     if args.data is not None:
-        is_manifest = args.task == "manifest" or (args.task == "audioset" and args.data.is_file())
+        is_manifest = "manifest" in task_type.model_fields and args.data.is_file()
         fields["manifest" if is_manifest else "root"] = args.data
-    elif args.task not in ("synthetic", "audioset"):
+    elif task_type.located_by and not any(task_overrides.get(key) is not None for key in task_type.located_by):
         raise ConfigError(f"--task {args.task} needs --data PATH (the dataset folder or manifest)")
     try:
-        return EvalTask.model_validate({**fields, **task_overrides})
+        return parse_task({**fields, **task_overrides})
     except ValidationError as err:
         message = format_validation_error(err, "ajepa-eval task arguments")
         raise ConfigError(message.replace("\n  ", "\n  task.")) from None
