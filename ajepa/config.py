@@ -472,15 +472,59 @@ MaskingConfig = Annotated[
     Union[RandomMask, TimeMask, FreqMask, BlockMask, MultiBlockMask, TFMask, CurriculumMask],
     Field(discriminator="strategy"),
 ]
-MASK_STRATEGIES = ("random", "time", "freq", "block", "multiblock", "tf", "curriculum")
+MASK_STRATEGIES = union_choices(MaskingConfig, "strategy")
 
 
 # --------------------------------------------------------------------------- objective
 
 
-class LossConfig(StrictModel):
-    kind: Literal["smooth_l1", "l2", "l1", "cosine"] = "smooth_l1"
+def _migrate_loss(loss: dict) -> dict:
+    """Loss sections written before each loss had its own type (session 4) hold
+    ``beta: 1.0`` whatever the kind: that default is dropped where the kind has no beta.
+    A non-default beta on such a kind stays, so validation names it."""
+    loss = {"kind": "smooth_l1", **loss}
+    if loss["kind"] != "smooth_l1" and loss.get("beta") == 1.0:
+        loss = {k: v for k, v in loss.items() if k != "beta"}
+    return loss
+
+
+class LossCommon(StrictModel):
+    """What every prediction loss shares: the optional terms the objective adds to it."""
+
+    utterance_weight: float = Field(
+        0.0, ge=0,
+        description="EAT's utterance loss: weight of the MSE between the mean of the context encoder's "
+        "outputs and the mean of the full clip's target features (0 = A-JEPA's patch loss only)",
+    )
+
+
+class SmoothL1Loss(LossCommon):
+    """A-JEPA's and I-JEPA's loss: quadratic below ``beta``, linear above."""
+
+    kind: Literal["smooth_l1"] = "smooth_l1"
     beta: float = Field(1.0, gt=0, description="smooth-L1 transition point")
+
+
+class L2Loss(LossCommon):
+    """Mean squared error (the design study's default)."""
+
+    kind: Literal["l2"] = "l2"
+
+
+class L1Loss(LossCommon):
+    """Mean absolute error."""
+
+    kind: Literal["l1"] = "l1"
+
+
+class CosineLoss(LossCommon):
+    """1 - cosine similarity per patch (BYOL-style; scale-free)."""
+
+    kind: Literal["cosine"] = "cosine"
+
+
+LossConfig = Annotated[Union[SmoothL1Loss, L2Loss, L1Loss, CosineLoss], Field(discriminator="kind")]
+LOSS_KINDS = union_choices(LossConfig, "kind")
 
 
 class TargetConfig(StrictModel):
@@ -625,7 +669,7 @@ class TrainConfig(StrictModel):
     frontend: FrontendConfig = FrontendConfig()
     model: ModelConfig = ModelConfig()
     masking: MaskingConfig = Field(default_factory=MultiBlockMask)
-    loss: LossConfig = LossConfig()
+    loss: LossConfig = Field(default_factory=SmoothL1Loss)
     target: TargetConfig = TargetConfig()
     ema: EMAConfig = EMAConfig()
     optim: OptimConfig = OptimConfig()
@@ -634,9 +678,12 @@ class TrainConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _default_strategy(cls, data: Any) -> Any:
-        """`masking.num_blocks=3` alone means: the default (multiblock) strategy with 3 blocks."""
+        """`masking.num_blocks=3` alone means: the default (multiblock) strategy with 3 blocks;
+        `loss.beta=2` alone means the default (smooth L1) loss."""
         if isinstance(data, dict) and isinstance(data.get("masking"), dict) and "strategy" not in data["masking"]:
             data = {**data, "masking": {"strategy": "multiblock", **data["masking"]}}
+        if isinstance(data, dict) and isinstance(data.get("loss"), dict):
+            data = {**data, "loss": _migrate_loss(data["loss"])}
         return data
 
     @model_validator(mode="after")
@@ -718,9 +765,11 @@ def format_validation_error(err: ValidationError, source: str) -> str:
         elif e["type"] == "literal_error" and "expected" in e.get("ctx", {}):
             msg = f"must be one of {e['ctx']['expected']}, got {e.get('input')!r}"
         elif e["type"] == "union_tag_invalid" and isinstance(e.get("input"), dict):
+            # worded like any other choice list, at the key the user wrote
             tag = e["ctx"]["discriminator"].strip("'")
             choices = next(c for t, c in UNION_AXES.values() if t == tag)
-            msg = f"unknown {tag} {e['input'].get(tag)!r}; choose one of {choices}"
+            loc = f"{loc}.{tag}" if loc else tag
+            msg = f"must be one of {choices}, got {e['input'].get(tag)!r}"
         lines.append(f"  {loc or '<root>'}: {msg}")
     return "\n".join(lines)
 
@@ -728,6 +777,7 @@ def format_validation_error(err: ValidationError, source: str) -> str:
 # The config's tagged unions, for error messages: noun -> (discriminator field, choices).
 UNION_AXES: dict[str, tuple[str, tuple[str, ...]]] = {
     "masking strategy": ("strategy", MASK_STRATEGIES),
+    "loss": ("kind", LOSS_KINDS),
     "task": ("task", TASK_KINDS),
 }
 

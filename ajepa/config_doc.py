@@ -38,10 +38,22 @@ def _default(field) -> str:
     else:
         return "required"
     if isinstance(value, BaseModel):
-        return getattr(value, "strategy", "") and f"strategy {value.strategy}" or "(section)"
+        tag = next((t for t in ("strategy", "kind") if t in type(value).model_fields and _is_union(field)), None)
+        return f"{tag} {getattr(value, tag)}" if tag else "(section)"
     if isinstance(value, C.Path):
         return f"'{value}'"
     return repr(value)
+
+
+def _is_union(field) -> bool:
+    return typing.get_origin(field.annotation) is typing.Union
+
+
+def _union_section(union, prefix: str, tag: str, out: list[str]) -> None:
+    out.append(f"\n## `{prefix.rstrip('.')}` — one type per value of `{prefix}{tag}`")
+    out.append(f"\nThe keys of `{prefix.rstrip('.')}` depend on `{tag}`; a key of another {tag} is an error.")
+    for cls in typing.get_args(typing.get_args(union)[0]):
+        _section(cls, prefix, out)
 
 
 def _section(model: type[BaseModel], prefix: str, out: list[str]) -> None:
@@ -63,15 +75,14 @@ def _section(model: type[BaseModel], prefix: str, out: list[str]) -> None:
 def render() -> str:
     out = [HEADER]
     _section(C.TrainConfig, "", out)
-    out.append("\n## `masking` — one strategy per value of `masking.strategy`")
-    out.append("\nThe keys of `masking` depend on the strategy; a key of another strategy is an error.")
-    for cls in typing.get_args(typing.get_args(C.MaskingConfig)[0]):
-        _section(cls, "masking.", out)
+    _union_section(C.MaskingConfig, "masking.", "strategy", out)
     _section(C.CurriculumSchedule, "masking.schedule.", out)
-    out.append("\n## `eval.tasks[]` — one type per value of `eval.tasks[].task`")
-    out.append("\nThe keys of a task depend on its `task`; a key of another task is an error.")
-    for cls in typing.get_args(typing.get_args(C.EvalTask)[0]):
-        _section(cls, "eval.tasks[].", out)
+    _union_section(C.LossConfig, "loss.", "kind", out)
+    if typing.get_origin(C.EvalTask) is typing.Annotated:  # one type per dataset
+        _union_section(C.EvalTask, "eval.tasks[].", "task", out)
+    else:
+        out.append("\n## `eval.tasks[]` — one entry per downstream task")
+        _section(C.EvalTask, "eval.tasks[].", out)
     return "\n".join(out) + "\n"
 
 

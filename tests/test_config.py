@@ -39,7 +39,7 @@ def test_out_of_range_value_is_named():
 
 
 def test_unknown_strategy_lists_strategies():
-    with pytest.raises(ConfigError, match=r"unknown strategy 'foo'.*multiblock"):
+    with pytest.raises(ConfigError, match=r"masking\.strategy: must be one of .*multiblock.*got 'foo'"):
         load_config(None, ["masking.strategy=foo"])
 
 

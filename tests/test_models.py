@@ -1,14 +1,17 @@
 """Encoder, predictor, losses, target normalisations and EMA."""
 
 import copy
+from typing import get_args
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from ajepa.config import load_config
+from ajepa.config import (
+    LOSS_KINDS, ConfigError, CosineLoss, L1Loss, L2Loss, LossConfig, SmoothL1Loss, TargetConfig, load_config,
+)
 from ajepa.models import AJEPA
-from ajepa.models.objectives import TARGET_NORMS, effective_rank, make_loss
+from ajepa.models.objectives import LOSSES, TARGET_NORMS, JEPAObjective, effective_rank, make_loss
 from ajepa.models.predictor import Predictor, block_attention_mask
 from ajepa.models.vit import SpectrogramViT, adapt_to_grid, sincos_2d
 
@@ -111,14 +114,14 @@ def test_losses_match_hand_computation():
     target = torch.tensor([[[0.5, 0.0], [1.0, -1.0]]])
     diff = (pred - target).abs()  # 0.5, 2, 0, 2
     smooth = torch.where(diff < 1, 0.5 * diff**2, diff - 0.5)
-    assert make_loss("smooth_l1")(pred, target).item() == pytest.approx(smooth.mean().item())
-    assert make_loss("smooth_l1")(pred, target).item() == pytest.approx((0.125 + 1.5 + 0 + 1.5) / 4)
-    assert make_loss("l2")(pred, target).item() == pytest.approx((0.25 + 4 + 0 + 4) / 4)
-    assert make_loss("l1")(pred, target).item() == pytest.approx((0.5 + 2 + 0 + 2) / 4)
+    assert make_loss(SmoothL1Loss())(pred, target).item() == pytest.approx(smooth.mean().item())
+    assert make_loss(SmoothL1Loss())(pred, target).item() == pytest.approx((0.125 + 1.5 + 0 + 1.5) / 4)
+    assert make_loss(L2Loss())(pred, target).item() == pytest.approx((0.25 + 4 + 0 + 4) / 4)
+    assert make_loss(L1Loss())(pred, target).item() == pytest.approx((0.5 + 2 + 0 + 2) / 4)
     cos0 = (0 * 0.5 + 2 * 0) / (2 * 0.5)
     cos1 = (1 - 1) / (2**0.5 * 2**0.5)
-    assert make_loss("cosine")(pred, target).item() == pytest.approx(1 - (cos0 + cos1) / 2)
-    assert make_loss("smooth_l1", beta=2.0)(pred, target).item() == pytest.approx(
+    assert make_loss(CosineLoss())(pred, target).item() == pytest.approx(1 - (cos0 + cos1) / 2)
+    assert make_loss(SmoothL1Loss(beta=2.0))(pred, target).item() == pytest.approx(
         F.smooth_l1_loss(pred, target, beta=2.0).item())
 
 
@@ -134,6 +137,51 @@ def test_target_norms():
     bn = TARGET_NORMS["batch_norm"](h)
     torch.testing.assert_close(bn.mean((0, 1)), torch.zeros(8), atol=1e-5, rtol=0)
     assert torch.equal(TARGET_NORMS["none"](h), h)
+
+
+def test_every_declared_loss_and_target_norm_has_exactly_one_implementation():
+    """The choice lists come from the config types; each has one registered entry and
+    no entry lacks a declaration (so a new loss is one type plus one registry line)."""
+    assert set(LOSSES) == set(get_args(get_args(LossConfig)[0]))
+    assert {cls.model_fields["kind"].default for cls in LOSSES} == set(LOSS_KINDS)
+    assert set(TARGET_NORMS) == set(get_args(TargetConfig.model_fields["norm"].annotation))
+
+
+def test_objective_adds_the_utterance_term_and_names_every_term():
+    torch.manual_seed(0)
+    pred, target = torch.randn(4, 3, 8), torch.randn(4, 3, 8)
+    context, clip_target = torch.randn(4, 5, 8), torch.randn(4, 8)
+    plain = JEPAObjective(SmoothL1Loss(), TargetConfig())(pred, target, context, clip_target)
+    assert set(plain) == {"loss", "patch"}
+    torch.testing.assert_close(plain["loss"], F.smooth_l1_loss(pred, target))
+    both = JEPAObjective(L2Loss(utterance_weight=0.5), TargetConfig())(pred, target, context, clip_target)
+    utterance = ((context.mean(1) - clip_target) ** 2).mean()
+    torch.testing.assert_close(both["utterance"], utterance)
+    torch.testing.assert_close(both["loss"], F.mse_loss(pred, target) + 0.5 * utterance)
+
+
+def test_utterance_loss_trains_the_pooled_context_towards_the_clip_target():
+    """With the utterance term the context encoder gets a gradient even when the patch
+    loss is switched off by construction (prediction = target), through the pooled context."""
+    torch.manual_seed(0)
+    cfg = load_config(None, ["model.preset=tiny", "frontend.target_frames=128", "loss.utterance_weight=1.0"])
+    model = AJEPA(cfg)
+    spec = torch.randn(2, 1, 128, 128)
+    ctx = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]])
+    tgt = torch.tensor([[10, 11, 20], [30, 40, 41]])
+    terms, _ = model(spec, ctx, tgt)
+    assert set(terms) == {"loss", "patch", "utterance"} and terms["utterance"] > 0
+    terms["utterance"].backward()
+    assert model.context_encoder.patch_embed.proj.weight.grad.abs().sum() > 0
+    assert model.predictor.mask_token.grad is None  # the term bypasses the predictor
+
+
+def test_loss_sections_written_before_the_typed_losses_still_load():
+    """Old runs stored ``beta: 1.0`` with every kind; a real beta on a kind without one is refused."""
+    assert load_config(None, ["loss.kind=l2", "loss.beta=1.0"]).loss == L2Loss()
+    assert load_config(None, ["loss.beta=2.0"]).loss == SmoothL1Loss(beta=2.0)
+    with pytest.raises(ConfigError, match=r"loss\.beta: not a parameter of loss 'cosine'"):
+        load_config(None, ["loss.kind=cosine", "loss.beta=2.0"])
 
 
 def test_effective_rank_detects_collapse():
@@ -164,8 +212,8 @@ def test_jepa_gradients_reach_context_encoder_and_predictor_only():
     spec = torch.randn(2, 1, 128, 128)
     ctx = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]])
     tgt = torch.tensor([[10, 11, 20], [30, 40, 41]])
-    loss, targets = model(spec, ctx, tgt, torch.tensor([[0, 0, 1], [0, 1, 1]]))
-    loss.backward()
+    terms, targets = model(spec, ctx, tgt, torch.tensor([[0, 0, 1], [0, 1, 1]]))
+    terms["loss"].backward()
     assert targets.shape == (2, 3, 96)
     assert model.context_encoder.patch_embed.proj.weight.grad is not None
     assert model.predictor.mask_token.grad is not None
@@ -189,7 +237,7 @@ def test_masks_per_clip_equal_separate_passes_with_a_duplicated_target_forward()
 
     calls = []
     hook = model.target_encoder.register_forward_hook(lambda m, inp, out: calls.append(inp[0].shape[0]))
-    loss, targets = model(spec, ctx, tgt, block)
+    terms, targets = model(spec, ctx, tgt, block)
     hook.remove()
     assert calls == [2]  # one target forward over the 2 clips, not over the 6 rows
     assert targets.shape == (2 * views, 4, 96)
@@ -197,8 +245,8 @@ def test_masks_per_clip_equal_separate_passes_with_a_duplicated_target_forward()
     separate = []
     for m in range(views):
         picks = torch.arange(2) * views + m
-        separate.append(model(spec, ctx[picks], tgt[picks], block[picks])[0])
-    torch.testing.assert_close(loss, torch.stack(separate).mean())
+        separate.append(model(spec, ctx[picks], tgt[picks], block[picks])[0]["loss"])
+    torch.testing.assert_close(terms["loss"], torch.stack(separate).mean())
 
 
 def test_mask_rows_must_be_a_whole_multiple_of_the_clips():

@@ -8,13 +8,13 @@ import torch
 from torch import nn
 
 from ajepa.config import TrainConfig
-from ajepa.models.objectives import effective_rank, make_loss, target_norm
+from ajepa.models.objectives import JEPAObjective, effective_rank
 from ajepa.models.predictor import predictor_from_config
 from ajepa.models.vit import encoder_from_config, gather_tokens
 
 
 class AJEPA(nn.Module):
-    """The pretraining model. `forward` returns the loss for one batch and its masks."""
+    """The pretraining model. `forward` returns the named loss terms of one batch and its targets."""
 
     def __init__(self, cfg: TrainConfig):
         super().__init__()
@@ -23,8 +23,7 @@ class AJEPA(nn.Module):
         self.target_encoder = copy.deepcopy(self.context_encoder)
         self.target_encoder.requires_grad_(False)
         self.predictor = predictor_from_config(cfg.model, grid)
-        self.loss_fn = make_loss(cfg.loss.kind, cfg.loss.beta)
-        self.normalise_target = target_norm(cfg.target.norm)
+        self.objective = JEPAObjective(cfg.loss, cfg.target)
         self.avg_last_k = cfg.target.avg_last_k
 
     def train(self, mode: bool = True) -> "AJEPA":
@@ -33,17 +32,18 @@ class AJEPA(nn.Module):
         return self
 
     @torch.no_grad()
-    def targets(self, spec: torch.Tensor, target_idx: torch.Tensor) -> torch.Tensor:
-        """Normalised target-encoder features of the full spectrogram, at the target positions.
+    def targets(self, spec: torch.Tensor, target_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised target-encoder features of the full spectrogram: those at the target
+        positions [B*M, T, D] and their mean over all patches of each clip [B, D].
 
         The target encoder runs once per clip; with M masks per clip (``target_idx`` has
         M rows per clip) its features are shared by the clip's M rows.
         """
-        h = self.normalise_target(self.target_encoder(spec, num_layers_out=self.avg_last_k))
+        h = self.objective.normalise_target(self.target_encoder(spec, num_layers_out=self.avg_last_k))
         masks_per_clip(spec, target_idx)  # checks the row count
         # a clip's M rows of indices gathered at once, instead of copying its features M times
         rows = gather_tokens(h, target_idx.reshape(spec.shape[0], -1))
-        return rows.reshape(target_idx.shape[0], target_idx.shape[1], h.shape[-1])
+        return rows.reshape(target_idx.shape[0], target_idx.shape[1], h.shape[-1]), h.mean(1)
 
     def forward(
         self,
@@ -51,19 +51,21 @@ class AJEPA(nn.Module):
         context_idx: torch.Tensor,
         target_idx: torch.Tensor,
         target_block: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns (loss, targets); targets are returned for the collapse monitor.
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Returns (terms, targets): the objective's named loss terms (``terms["loss"]`` is
+        minimised, see :class:`JEPAObjective`) and the targets, for the collapse monitor.
 
         The index tensors may hold M rows per clip (rows ``b*M .. b*M+M-1`` are clip b's
         masks, see ``ajepa.masks.MaskCollator``): the context encoder and predictor then
         run on every row and the loss averages over all of them.
         """
-        targets = self.targets(spec, target_idx)
+        targets, clip_targets = self.targets(spec, target_idx)
         views = masks_per_clip(spec, context_idx)
         context = self.context_encoder(spec.repeat_interleave(views, dim=0) if views > 1 else spec,
                                        keep_idx=context_idx)
         prediction = self.predictor(context, context_idx, target_idx, target_block)
-        return self.loss_fn(prediction.float(), targets.float()), targets
+        terms = self.objective(prediction, targets, context, clip_targets.repeat_interleave(views, dim=0))
+        return terms, targets
 
     @torch.no_grad()
     def ema_update(self, momentum: float) -> None:

@@ -1,8 +1,13 @@
-"""Registered losses and target normalisations: one entry per value of a design axis.
+"""The JEPA objective: target normalisation, the prediction loss, optional extra terms.
 
-Adding a loss or a normalisation is one function here and one test; the config's
-`Literal` lists the names, and `tests/test_models_objectives.py` checks each against a
-hand computation.
+Each value of a design axis is one registered entry: a loss is one function in ``LOSSES``
+(keyed by the ``kind`` of its config type in ajepa/config.py), a target normalisation one
+in ``TARGET_NORMS``. `tests/test_models.py` checks every declared choice against exactly one
+entry here and each loss against a hand computation.
+
+:class:`JEPAObjective` owns all of it and returns *named terms*: ``loss`` (what is
+minimised) plus each component, so a new regulariser is one term here and the training
+loop logs it as ``train/<name>`` without knowing it exists.
 """
 
 from __future__ import annotations
@@ -11,26 +16,30 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from ajepa.config import CosineLoss, L1Loss, L2Loss, LossConfig, SmoothL1Loss, TargetConfig
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 NormFn = Callable[[torch.Tensor], torch.Tensor]
 
+# Loss between predictions and targets [B, N, D], averaged over target patches. Element-wise
+# losses average over all elements (I-JEPA's convention, equal to the per-patch mean
+# averaged over patches); cosine is 1 - cos per patch, averaged.
+LOSSES: dict[type, Callable[..., LossFn]] = {
+    SmoothL1Loss: lambda cfg: lambda pred, target: F.smooth_l1_loss(pred, target, beta=cfg.beta),
+    L2Loss: lambda cfg: F.mse_loss,
+    L1Loss: lambda cfg: F.l1_loss,
+    CosineLoss: lambda cfg: lambda pred, target: (1 - F.cosine_similarity(pred, target, dim=-1)).mean(),
+}
 
-def make_loss(kind: str, beta: float = 1.0) -> LossFn:
-    """Loss between predictions and targets [B, N, D], averaged over target patches.
 
-    Element-wise losses are averaged over all elements (I-JEPA's convention, equal to the
-    per-patch mean averaged over patches); cosine is 1 - cos per patch, averaged.
-    """
-    if kind == "smooth_l1":
-        return lambda pred, target: F.smooth_l1_loss(pred, target, beta=beta)
-    if kind == "l2":
-        return F.mse_loss
-    if kind == "l1":
-        return F.l1_loss
-    if kind == "cosine":
-        return lambda pred, target: (1 - F.cosine_similarity(pred, target, dim=-1)).mean()
-    raise ValueError(f"unknown loss {kind!r}: choose smooth_l1, l2, l1 or cosine")
+def make_loss(cfg: LossConfig) -> LossFn:
+    """The prediction loss a loss config declares."""
+    try:
+        return LOSSES[type(cfg)](cfg)
+    except KeyError:
+        raise ValueError(f"no loss registered for {type(cfg).__name__}") from None
 
 
 def _standardise(h: torch.Tensor, dims: tuple[int, ...], eps: float = 1e-6) -> torch.Tensor:
@@ -55,6 +64,32 @@ def target_norm(kind: str) -> NormFn:
         return TARGET_NORMS[kind]
     except KeyError:
         raise ValueError(f"unknown target norm {kind!r}: choose one of {sorted(TARGET_NORMS)}") from None
+
+
+class JEPAObjective(nn.Module):
+    """Turns the model's outputs into named loss terms.
+
+    ``patch``: the prediction loss at the target patches (A-JEPA).
+    ``utterance`` (when ``loss.utterance_weight > 0``): EAT's utterance loss (Chen et al.
+    2024), the MSE between the mean of the context encoder's outputs and the mean of the
+    whole clip's target features: it shapes exactly the pooled clip embedding a linear
+    probe reads. ``loss`` is the weighted sum, the one value that is minimised.
+    """
+
+    def __init__(self, loss: LossConfig, target: TargetConfig):
+        super().__init__()
+        self.patch_loss = make_loss(loss)
+        self.normalise_target = target_norm(target.norm)
+        self.utterance_weight = loss.utterance_weight
+
+    def forward(self, prediction: torch.Tensor, targets: torch.Tensor, context: torch.Tensor,
+                clip_targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """prediction/targets [B*M, T, D]; context [B*M, C, D]; clip_targets [B*M, D]."""
+        terms = {"patch": self.patch_loss(prediction.float(), targets.float())}
+        if self.utterance_weight:
+            terms["utterance"] = F.mse_loss(context.float().mean(1), clip_targets.float())
+        terms["loss"] = terms["patch"] + self.utterance_weight * terms.get("utterance", 0.0)
+        return terms
 
 
 def effective_rank(features: torch.Tensor, max_rows: int = 2048) -> float:
