@@ -152,3 +152,47 @@ def test_a_checkpoint_from_before_a_new_config_key_still_resumes(tiny_config):
     assert config_differences(saved, cfg) == []
     changed = tiny_config("optim.steps=3", "optim.warmup=1", "masking.masks_per_clip=2")
     assert config_differences(saved, changed) == ["masking.masks_per_clip: 1 -> 2"]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "not_a_checkpoint"])
+def test_a_damaged_last_checkpoint_falls_back_to_the_previous_one(tiny_config, capsys, damage):
+    """last.pt torn, emptied or replaced after the fact: the run resumes from last.prev.pt
+    (the step-3 checkpoint) with a warning naming both, and finishes as a straight run does."""
+    cfg = tiny_config()
+    Trainer(cfg, [Recorder()]).fit()  # checkpoints at 3 and 6: last.pt = 6, last.prev.pt = 3
+    last = checkpoint_path(cfg.out_dir)
+    assert load_checkpoint(last.with_name("last.prev.pt"))["step"] == 3
+    data = last.read_bytes()
+    last.write_bytes({"truncated": data[: len(data) // 2], "empty": b"",
+                      "not_a_checkpoint": b"step: 6\n"}[damage])
+    rec = Recorder()
+    Trainer(cfg, [rec]).fit()
+    err = capsys.readouterr().err
+    assert "last.pt is not a readable checkpoint" in err and "last.prev.pt (step 3)" in err
+    assert "weights_only" not in err
+    assert [s for s, _ in rec.logs] == [4, 5, 6]
+    assert load_checkpoint(last)["step"] == 6
+
+
+def test_an_unreadable_checkpoint_without_fallback_is_one_clear_error(tiny_config, tmp_path):
+    from ajepa.train.checkpoint import CheckpointError
+    cfg = tiny_config()
+    last = checkpoint_path(cfg.out_dir)
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"PK\x03\x04 torn")
+    with pytest.raises(CheckpointError, match=r"last\.pt is not a readable checkpoint .*no previous checkpoint"):
+        Trainer(cfg, []).fit()
+    with pytest.raises(CheckpointError, match=r"last\.pt is not a readable checkpoint"):
+        load_encoder(last)
+
+
+def test_a_torn_last_metrics_line_is_repaired_on_resume(tiny_config):
+    cfg = tiny_config()
+    first = Recorder(stop_after=4)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, [first]).fit()
+    metrics = cfg.out_dir / "metrics.jsonl"
+    with metrics.open("a") as fh:
+        fh.write('{"step": 5, "train/lo')  # killed mid-write
+    Trainer(cfg, [Recorder()]).fit()
+    assert [json.loads(x)["step"] for x in metrics.read_text().splitlines()] == [1, 2, 3, 4, 5, 6]

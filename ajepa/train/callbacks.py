@@ -7,6 +7,7 @@ the CLI shows a progress bar, and tests record them.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +51,26 @@ class CallbackList(Callback):
             cb.on_end(status, summary)
 
 
+def read_metrics(path: Path) -> list[dict]:
+    """The records of a metrics.jsonl. A line that is not a JSON object (the torn last line
+    of a run killed mid-write) is skipped: it holds no finished record."""
+    records = []
+    for line in Path(path).read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
 class MetricsFile(Callback):
     """Appends every logged and evaluated metric dict to ``out_dir/metrics.jsonl``.
 
     On resume, records past the resumed step (written after the last checkpoint by the
-    interrupted run) are dropped, so the file reads as one uninterrupted run.
+    interrupted run) and a torn last line are dropped, so the file reads as one
+    uninterrupted run.
     """
 
     def __init__(self, path: Path):
@@ -62,9 +78,10 @@ class MetricsFile(Callback):
 
     def on_start(self, trainer):
         if self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= trainer.step]
-            self.path.write_text("".join(line + "\n" for line in kept))
+            kept = [record for record in read_metrics(self.path) if record.get("step", 0) <= trainer.step]
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text("".join(json.dumps(record) + "\n" for record in kept))
+            os.replace(tmp, self.path)
 
     def _append(self, record: dict) -> None:
         with self.path.open("a") as fh:

@@ -1,13 +1,17 @@
 """Full-state checkpoints: enough to resume a run bit-for-bit on CPU.
 
-Saved atomically (write to a temporary file, then rename), so an interrupted save never
-corrupts the last good checkpoint. Loaded with ``weights_only=True``: a checkpoint is
-data, never code.
+Saved atomically (write to a temporary file, read it back, then rename), and the previous
+``last.pt`` is kept as ``last.prev.pt`` until the next save: a checkpoint that is torn,
+emptied or overwritten after the fact (disk full, a copy gone wrong) costs one
+checkpoint interval, not the run. Loaded with ``weights_only=True``: a checkpoint is data,
+never code; a file that is not a readable checkpoint raises :class:`CheckpointError`,
+one line that names it.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,11 @@ from ajepa.config import TrainConfig, build_config, dump_config, flatten
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.pt"
+PREVIOUS = "last.prev.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file exists but cannot be read as one (torn, empty, not a checkpoint)."""
 
 # Keys that may change between an interrupted run and its resumption.
 RESUMABLE_CHANGES = ("out_dir", "device", "threads", "log_every", "checkpoint_every", "keep_checkpoints",
@@ -41,18 +50,56 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+def save_checkpoint(path: Path, state: dict[str, Any], keep_previous: bool = False) -> None:
+    """Write ``state`` to ``path`` atomically, verified by reading it back first.
+
+    ``keep_previous``: the file being replaced survives as ``last.prev.pt`` beside it
+    (the fallback of :func:`load_resume_checkpoint`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(state, tmp)
+        load_checkpoint(tmp)  # a save that cannot be read back never replaces a good file
+        if keep_previous and path.exists():
+            os.replace(path, path.with_name(PREVIOUS))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError, zip errors ...
+        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}: {reason})") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"{path} is not an ajepa checkpoint (no model weights in it)")
+    return state
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def load_resume_checkpoint(path: Path, map_location: str | torch.device = "cpu",
+                           warn=None) -> dict[str, Any]:
+    """``last.pt``, or when it cannot be read, the previous one kept beside it (with a
+    warning through ``warn``, naming both). Raises CheckpointError when neither reads."""
+    try:
+        return load_checkpoint(path, map_location)
+    except CheckpointError as err:
+        previous = Path(path).with_name(PREVIOUS)
+        if not previous.is_file():
+            raise CheckpointError(f"{err}; no previous checkpoint to fall back to: move the file away "
+                                  "to start the run afresh") from None
+        state = load_checkpoint(previous, map_location)
+        (warn or _stderr)(f"warning: {err}; resuming from the previous checkpoint {previous.name} "
+                        f"(step {state.get('step')})")
+        return state
 
 
 def config_differences(saved: dict, current: TrainConfig) -> list[str]:

@@ -24,7 +24,7 @@ from ajepa.data.loader import build_pretrain_loader
 from ajepa.models.jepa import AJEPA, collapse_stats
 from ajepa.train.callbacks import Callback, CallbackList, MetricsFile
 from ajepa.train.checkpoint import (
-    checkpoint_path, config_differences, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
+    checkpoint_path, config_differences, load_resume_checkpoint, rng_state, save_checkpoint, set_rng_state,
 )
 from ajepa.train.schedules import ema_momentum_at, lr_at, weight_decay_at
 
@@ -162,7 +162,7 @@ class Trainer:
         path = checkpoint_path(self.out_dir)
         if not path.exists():
             return
-        state = load_checkpoint(path, map_location=self.device)
+        state = load_resume_checkpoint(path, map_location=self.device)
         changed = config_differences(state["config"], self.cfg)
         if changed:
             raise ConfigError(
@@ -190,7 +190,7 @@ class Trainer:
                 "eval_metrics": self.eval_metrics,
                 "rng": rng_state(),
             }
-            save_checkpoint(path, state)
+            save_checkpoint(path, state, keep_previous=True)
             if self.cfg.keep_checkpoints > 1:
                 save_checkpoint(checkpoint_path(self.out_dir, self.step), state)
                 self._prune_step_checkpoints()
@@ -215,7 +215,7 @@ class Trainer:
         momentum = ema_momentum_at(step, total, cfg.ema.start, cfg.ema.end, cfg.ema.schedule)
         return {"lr": lr, "wd": wd, "ema": momentum}
 
-    def train_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    def train_step(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, float]]:
         schedule = self.set_schedules()
         spec = batch["spec"].to(self.device, non_blocking=True)
         context_idx = batch["context_idx"].to(self.device, non_blocking=True)
@@ -226,8 +226,8 @@ class Trainer:
         autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype)
                     if self.autocast_dtype else nullcontext())
         with autocast:
-            loss, targets = self.forward_model(spec, context_idx, target_idx, target_block)
-        self.scaler.scale(loss).backward()
+            terms, targets = self.forward_model(spec, context_idx, target_idx, target_block)
+        self.scaler.scale(terms["loss"]).backward()
         if self.cfg.optim.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(
@@ -238,7 +238,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.model.ema_update(schedule["ema"])
         self.step += 1
-        return loss.detach(), targets, schedule
+        return {name: value.detach() for name, value in terms.items()}, targets, schedule
 
     # ------------------------------------------------------------------ the run
     def fit(self, pretrain: bool = True) -> dict[str, Any]:
@@ -277,8 +277,8 @@ class Trainer:
         fetch_start = time.perf_counter()
         for batch in loader:
             window.data_wait += time.perf_counter() - fetch_start
-            loss, targets, schedule = self.train_step(batch)
-            window.add(loss, batch)
+            terms, targets, schedule = self.train_step(batch)
+            window.add(terms, batch)
             at_log = self.step % cfg.log_every == 0 or self.step == self.total_steps
             at_ckpt = self.step % cfg.checkpoint_every == 0 or self.step == self.total_steps
             if at_log or at_ckpt:
@@ -310,18 +310,26 @@ class Trainer:
 
 
 class _LogWindow:
-    """Accumulates per-step values between two log steps without forcing a GPU sync."""
+    """Accumulates per-step values between two log steps without forcing a GPU sync.
+
+    Every loss term the objective returns is logged as ``train/<name>`` (``loss`` is the
+    minimised total), so a new term needs no change here."""
 
     def __init__(self, start_step: int):
         self.start_step = start_step
-        self.losses: list[torch.Tensor] = []
+        self.terms: dict[str, list[torch.Tensor]] = {}
         self.mask_ratio = self.hard_share = 0.0
         self.samples = 0
         self.data_wait = 0.0
         self.started = time.perf_counter()
 
-    def add(self, loss: torch.Tensor, batch: dict[str, Any]) -> None:
-        self.losses.append(loss)
+    @property
+    def losses(self) -> list[torch.Tensor]:
+        return self.terms.get("loss", [])
+
+    def add(self, terms: dict[str, torch.Tensor], batch: dict[str, Any]) -> None:
+        for name, value in terms.items():
+            self.terms.setdefault(name, []).append(value)
         self.mask_ratio += float(batch["mask_ratio"])
         self.hard_share += float(batch["hard_share"])
         self.samples += batch["spec"].shape[0]
@@ -341,7 +349,7 @@ class _LogWindow:
         n = max(1, len(self.losses))
         elapsed = max(1e-9, time.perf_counter() - self.started)
         return {
-            "train/loss": float(torch.stack(self.losses).float().mean()),
+            **{f"train/{name}": float(torch.stack(values).float().mean()) for name, values in self.terms.items()},
             "train/lr": schedule["lr"],
             "train/wd": schedule["wd"],
             "train/ema": schedule["ema"],
