@@ -8,7 +8,15 @@ import torch
 import torch.nn.functional as F
 
 from ajepa.config import (
-    LOSS_KINDS, ConfigError, CosineLoss, L1Loss, L2Loss, LossConfig, SmoothL1Loss, TargetConfig, load_config,
+    LOSS_KINDS,
+    ConfigError,
+    CosineLoss,
+    L1Loss,
+    L2Loss,
+    LossConfig,
+    SmoothL1Loss,
+    TargetConfig,
+    load_config,
 )
 from ajepa.models import AJEPA
 from ajepa.models.objectives import LOSSES, TARGET_NORMS, JEPAObjective, effective_rank, make_loss

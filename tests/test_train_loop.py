@@ -143,8 +143,8 @@ def test_thread_setting_explicit_then_environment_then_half_the_cpus(monkeypatch
 
 def test_a_checkpoint_from_before_a_new_config_key_still_resumes(tiny_config):
     """A key added to the config types after a run started counts as its default."""
-    from ajepa.train.checkpoint import config_differences
     from ajepa.config import dump_config
+    from ajepa.train.checkpoint import config_differences
 
     cfg = tiny_config("optim.steps=3", "optim.warmup=1")
     saved = dump_config(cfg)

@@ -24,7 +24,12 @@ from ajepa.data.loader import build_pretrain_loader
 from ajepa.models.jepa import AJEPA, collapse_stats
 from ajepa.train.callbacks import Callback, CallbackList, MetricsFile
 from ajepa.train.checkpoint import (
-    checkpoint_path, config_differences, load_resume_checkpoint, rng_state, save_checkpoint, set_rng_state,
+    checkpoint_path,
+    config_differences,
+    load_resume_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
 )
 from ajepa.train.schedules import ema_momentum_at, lr_at, weight_decay_at
 
