@@ -8,9 +8,9 @@ import pytest
 import soundfile
 import torch
 
+from ajepa.cli.eval import main
 from ajepa.config import SyntheticTask, dump_config, load_config
 from ajepa.eval import build_evaluator, probe_encoder
-from ajepa.cli.eval import main
 from ajepa.eval.run import build_task_data
 from ajepa.models.jepa import AJEPA
 from ajepa.models.vit import encoder_from_config
@@ -182,3 +182,27 @@ def test_cli_esc50_five_folds_on_an_adapted_grid(cache_dir, tmp_path):
     assert metrics["eval/esc50/acc"] == pytest.approx(np.mean(folds))
     assert metrics["eval/esc50/acc_std"] == pytest.approx(np.std(folds))
     assert metrics["eval/esc50/acc"] > 0.5  # three pure tones: chance is 1/3
+
+
+def test_embedding_cache_sees_audio_rewritten_in_place(cache_dir, tmp_path):
+    """Overwriting a task's wavs (same paths, same sizes) must not serve the old embeddings."""
+    root = tmp_path / "ESC-50"
+    write_esc50(root)
+    cfg = tiny_config(cache_dir)
+    checkpoint = write_checkpoint(cfg, tmp_path / "last.pt")
+
+    def accuracy(*extra):
+        out = tmp_path / "esc.json"
+        assert main([str(checkpoint), "--task", "esc50", "--data", str(root), "--out", str(out),
+                     "task.target_frames=32", f"eval.cache_dir={tmp_path / 'emb'}", *extra]) == 0
+        return json.loads(out.read_text())["metrics"]["eval/esc50/acc"]
+
+    tones = accuracy()
+    assert tones > 0.5 and accuracy() == tones  # the second run reads the cache
+    for wav in (root / "audio").glob("*.wav"):
+        size = wav.stat().st_size
+        info = soundfile.info(wav)
+        soundfile.write(wav, np.zeros(info.frames, np.float32), info.samplerate)
+        assert wav.stat().st_size == size
+    silence = accuracy()
+    assert silence == accuracy("probe.cache=false") and silence < tones

@@ -35,7 +35,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ajepa.config import EvalConfig, EvalTask, TrainConfig, dump_config
+from ajepa.config import EvalConfig, EvalTask, TrainConfig
+from ajepa.data.feature_cache import file_digests
 from ajepa.eval.embeddings import EmbeddingCache, Embeddings, encoder_fingerprint, extract_embeddings
 from ajepa.eval.finetune import finetune_fold
 from ajepa.eval.metrics import aggregate_folds
@@ -222,22 +223,33 @@ def _split_datasets(task_data) -> list[tuple[str, str, Dataset]]:
     return out
 
 
-def task_data_key(task_data, task: EvalTask | None = None) -> str | None:
-    """Fingerprint of the task's clips (source, slice, frontend of each item) for the disk cache.
+def task_data_key(task_data, task: EvalTask | None = None, digest_folder: Path | None = None) -> str | None:
+    """Fingerprint of the task's clips for the disk cache: each clip's source, slice and
+    frontend, and the *content* of every file behind them (so audio rewritten in place,
+    even at the same path and size, is evaluated afresh). File digests are memoised under
+    ``digest_folder`` by size and mtime, as the feature cache does, so a warm key costs a
+    ``stat`` per file.
 
     None when some clip cannot be named across processes (a dataset type without
-    records, or in-memory waves without a file): such tasks are never cached on disk,
-    since a stale hit would silently evaluate other data.
+    records, or in-memory waves without a file) or a file cannot be read: such tasks are
+    never cached on disk, since a stale hit would silently evaluate other data.
     """
     digest = hashlib.sha1()
     if task is not None:
         digest.update(json.dumps(task.model_dump(mode="json"), sort_keys=True).encode())
+    files = set()
     for fold_name, split, dataset in _split_datasets(task_data):
         keys = [clip_key(dataset, i, stable=True) for i in range(len(dataset))]
         if any(k is None or (isinstance(k[0], tuple) and k[0][1] is None) for k in keys):
             return None
+        files |= {k[0] if isinstance(k[0], str) else k[0][1] for k in keys}
         digest.update(f"{fold_name}/{split}/{len(dataset)}".encode())
         digest.update(repr(keys).encode())
+    contents, errors = file_digests(sorted(map(str, files)), digest_folder)
+    if errors:
+        return None
+    for path in sorted(contents):
+        digest.update(path.encode("utf-8", "surrogateescape") + contents[path])
     return digest.hexdigest()
 
 
@@ -276,7 +288,8 @@ def cached_task_embeddings(
     task: EvalTask | None = None, device: torch.device | str | None = None,
 ) -> dict[tuple[str, str], Embeddings]:
     """:func:`embed_task`, read from / written to ``cache`` when one is given."""
-    data_key = None if cache is None or cache.folder is None else task_data_key(task_data, task)
+    data_key = (None if cache is None or cache.folder is None
+                else task_data_key(task_data, task, cache.folder / "digests"))
     if data_key is None:
         return embed_task(encoder, task_data, eval_cfg, device)
     key = EmbeddingCache.key(encoder_fingerprint(encoder), data_key, eval_cfg.probe.pooling,
