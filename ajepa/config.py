@@ -548,7 +548,10 @@ class OptimConfig(StrictModel):
     batch_size: int = Field(256, ge=1)
     steps: int | None = Field(None, ge=1, description="total optimiser steps (instead of epochs)")
     epochs: float | None = Field(300, gt=0, description="run length in epochs (unset when steps is given)")
-    warmup: float = Field(40, ge=0, description="warmup length, in the unit of steps/epochs")
+    warmup: float = Field(
+        40, ge=0, description="warmup length, in the unit of steps/epochs; a warmup at least as long as the run "
+        "(e.g. optim.steps shortened from the command line) is clipped to 10 % of the run, with a warning",
+    )
     grad_clip: float | None = Field(None, gt=0)
     precision: Literal["fp32", "bf16", "fp16"] = "bf16"
     compile: bool = False
@@ -564,9 +567,6 @@ class OptimConfig(StrictModel):
     def _one_length(self) -> "OptimConfig":
         if (self.steps is None) == (self.epochs is None):
             raise ValueError("give exactly one of optim.steps or optim.epochs")
-        total = self.steps if self.steps is not None else self.epochs
-        if self.warmup >= total:  # type: ignore[operator]
-            raise ValueError(f"optim.warmup={self.warmup} must be shorter than the run ({total})")
         return self
 
 
@@ -859,10 +859,28 @@ def total_steps(cfg: OptimConfig, steps_per_epoch: int) -> int:
     return max(1, math.ceil(cfg.epochs * steps_per_epoch))  # type: ignore[operator]
 
 
+WARMUP_CLIP_SHARE = 0.1
+
+
 def warmup_steps(cfg: OptimConfig, steps_per_epoch: int) -> int:
-    if cfg.steps is not None:
-        return int(cfg.warmup)
-    return int(round(cfg.warmup * steps_per_epoch))
+    """Warmup in steps; one at least as long as the run is clipped to 10 % of it, so
+    shortening a run from the command line (``optim.steps=60``) needs no second override.
+    :func:`warmup_clip_note` says when that happened."""
+    warmup = int(cfg.warmup) if cfg.steps is not None else int(round(cfg.warmup * steps_per_epoch))
+    total = total_steps(cfg, steps_per_epoch)
+    return warmup if warmup < total else int(total * WARMUP_CLIP_SHARE)
+
+
+def warmup_clip_note(cfg: OptimConfig, steps_per_epoch: int) -> str | None:
+    """A one-line warning when :func:`warmup_steps` clipped the configured warmup."""
+    unit = "steps" if cfg.steps is not None else "epochs"
+    total = total_steps(cfg, steps_per_epoch)
+    used = warmup_steps(cfg, steps_per_epoch)
+    requested = int(cfg.warmup) if cfg.steps is not None else int(round(cfg.warmup * steps_per_epoch))
+    if used == requested:
+        return None
+    return (f"warning: optim.warmup={cfg.warmup:g} {unit} is not shorter than the run ({total} steps): "
+            f"warming up for {used} steps (10 % of the run); set optim.warmup to choose")
 
 
 def default_tracking_uri(storage: str | Path) -> str:

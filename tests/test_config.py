@@ -70,3 +70,16 @@ def test_override_without_equals():
 @pytest.mark.parametrize("frames,grid", [(1024, (8, 64)), (512, (8, 32)), (100, (8, 6)), (128, (8, 8))])
 def test_patch_grid_follows_frames(frames, grid):
     assert patch_grid(128, frames, (16, 16)) == grid
+
+
+def test_a_warmup_longer_than_a_shortened_run_is_clipped_with_a_note():
+    """`ajepa-train experiments/tiny.yaml optim.steps=60` (warmup 160) runs: 10 % warmup."""
+    from ajepa.config import warmup_clip_note, warmup_steps
+    cfg = load_config("experiments/tiny.yaml", ["optim.steps=60"]).optim
+    assert warmup_steps(cfg, steps_per_epoch=105) == 6
+    assert "optim.warmup=160 steps is not shorter than the run (60 steps): warming up for 6" in \
+        warmup_clip_note(cfg, 105)
+    kept = load_config("experiments/tiny.yaml", ["optim.steps=600"]).optim
+    assert warmup_steps(kept, 105) == 160 and warmup_clip_note(kept, 105) is None
+    epochs = load_config(None, ["optim.epochs=2", "optim.warmup=3"]).optim
+    assert warmup_steps(epochs, steps_per_epoch=50) == 10

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
@@ -19,7 +20,15 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ajepa.config import ConfigError, TrainConfig, dump_config, save_config, total_steps, warmup_steps
+from ajepa.config import (
+    ConfigError,
+    TrainConfig,
+    dump_config,
+    save_config,
+    total_steps,
+    warmup_clip_note,
+    warmup_steps,
+)
 from ajepa.data.loader import build_pretrain_loader
 from ajepa.models.jepa import AJEPA, collapse_stats
 from ajepa.train.callbacks import Callback, CallbackList, MetricsFile
@@ -138,6 +147,8 @@ class Trainer:
         self.steps_per_epoch = steps_per_epoch
         self.total_steps = total_steps(cfg.optim, steps_per_epoch)
         self.warmup_steps = warmup_steps(cfg.optim, steps_per_epoch)
+        if self.is_main and (note := warmup_clip_note(cfg.optim, steps_per_epoch)):
+            print(note, file=sys.stderr, flush=True)
         self.collator = MaskCollator(cfg.masking, cfg.grid, cfg.seed, self.total_steps, rank=self.rank)
 
         # seeded right here, after the data set-up (which may generate and cache clips on
