@@ -83,3 +83,9 @@ def test_a_warmup_longer_than_a_shortened_run_is_clipped_with_a_note():
     assert warmup_steps(kept, 105) == 160 and warmup_clip_note(kept, 105) is None
     epochs = load_config(None, ["optim.epochs=2", "optim.warmup=3"]).optim
     assert warmup_steps(epochs, steps_per_epoch=50) == 10
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+def test_non_finite_numbers_are_refused(value):
+    with pytest.raises(ConfigError, match=r"optim\.lr: Input should be a finite number"):
+        load_config(None, [f"optim.lr={value}"])
