@@ -12,7 +12,8 @@ import logging
 from pathlib import Path
 
 from ajepa.config import TrainConfig
-from ajepa.sweep.spec import SpecError, Sweep
+from ajepa.sweep.errors import SpecError
+from ajepa.sweep.trials import Sweep
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ajepa.sweep.spec import ResourcesSpec, SpecError
-
+from ajepa.sweep.errors import SpecError
+from ajepa.sweep.schema import ResourcesSpec
 
 DDP_DRIVER_CPU = 0.01  # what the Tune trial driving a DDP TorchTrainer reserves (Ray needs > 0)
 

@@ -25,13 +25,19 @@ from typing import Callable
 
 from ray import tune
 
+from ajepa.contracts import TAG_AXES, TAG_AXIS_PREFIX, TAG_ERROR, TAG_STOP, TAG_TRIAL_ID
 from ajepa.sweep import tracking
 from ajepa.sweep.cost import trial_cost
+from ajepa.sweep.errors import SpecError
 from ajepa.sweep.resources import (
-    DDP_DRIVER_CPU, ClusterResources, check_resources, connected_resources, local_resources,
+    DDP_DRIVER_CPU,
+    ClusterResources,
+    check_resources,
+    connected_resources,
+    local_resources,
 )
-from ajepa.sweep.spec import CONTROL, Sweep, SpecError, spec_hash_without_controls
 from ajepa.sweep.trial import FINISHED_FLAG, GRID_PARAM, TrialPlan, tune_trainable
+from ajepa.sweep.trials import CONTROL, Sweep, spec_hash_without_controls
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +133,7 @@ def discard_state(sweep: Sweep, state: dict | None) -> None:
             client = tracking.client_for(state["tracking_uri"])
             run = client.get_run(state["parent_run_id"])
             if run.info.status == "RUNNING":
-                tracking.close_parent(client, run.info.run_id, "KILLED", {tracking.TAG_STOP: "replaced by --fresh"})
+                tracking.close_parent(client, run.info.run_id, "KILLED", {TAG_STOP: "replaced by --fresh"})
         except Exception as err:  # an unreachable old store must not block a fresh start
             log.warning("could not close the previous parent run: %s", err)
     for sub in (TUNE_DIR, "trials", "ddp", STATE_FILE):
@@ -387,9 +393,9 @@ def _finish(outcome: SweepOutcome, client, ctx: tracking.TrackingContext, starte
             counts["finished"] += 1
         elif status == "FAILED":
             counts["failed"] += 1
-            outcome.failures[run.data.tags.get(tracking.TAG_TRIAL_ID, run.info.run_id)] = \
-                run.data.tags.get(tracking.TAG_ERROR, "unknown")
-        elif "stopped early" in run.data.tags.get(tracking.TAG_STOP, ""):
+            outcome.failures[run.data.tags.get(TAG_TRIAL_ID, run.info.run_id)] = \
+                run.data.tags.get(TAG_ERROR, "unknown")
+        elif "stopped early" in run.data.tags.get(TAG_STOP, ""):
             counts["stopped"] += 1
         else:
             counts["interrupted"] += 1
@@ -400,13 +406,13 @@ def _finish(outcome: SweepOutcome, client, ctx: tracking.TrackingContext, starte
     tags = {f"ajepa.trials_{k}": str(v) for k, v in counts.items()}
     tags["ajepa.status"] = "interrupted" if outcome.interrupted else ("crashed" if outcome.error else "done")
     if outcome.error:
-        tags[tracking.TAG_ERROR] = outcome.error
+        tags[TAG_ERROR] = outcome.error
     if sweep.spec.search.kind == "optuna":  # the values Optuna drew are only known now
         seen: dict[str, list[str]] = {}
         for run in runs:
             for axis in sweep.spec.axes:
-                label = run.data.tags.get(tracking.TAG_AXIS_PREFIX + axis.name)
+                label = run.data.tags.get(TAG_AXIS_PREFIX + axis.name)
                 if label is not None:
                     seen.setdefault(axis.name, []).append(label)
-        tags[tracking.TAG_AXES] = json.dumps(sweep.axes_tag(seen))
+        tags[TAG_AXES] = json.dumps(sweep.axes_tag(seen))
     tracking.close_parent(client, ctx.parent_run_id, status, tags)

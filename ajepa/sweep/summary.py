@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
+from ajepa.contracts import CONTROL_LABEL
 from ajepa.sweep.cost import device_seconds, human_flops, human_seconds, trial_cost
 from ajepa.sweep.resources import ClusterResources, concurrent_trials
-from ajepa.sweep.spec import CONTROL_LABEL, Sweep
+from ajepa.sweep.trials import Sweep
 
 if TYPE_CHECKING:
     from ajepa.sweep.runner import SweepOutcome

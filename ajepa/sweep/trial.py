@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ajepa.eval import build_evaluator
-from ajepa.sweep.spec import Sweep, Trial, sample_trial
-from ajepa.sweep.tracking import MlflowTrialCallback, TrackingContext
+from ajepa.sweep.tracking import TrackingContext
+from ajepa.sweep.trial_run import MlflowTrialCallback
+from ajepa.sweep.trials import Sweep, Trial, sample_trial
 from ajepa.train.callbacks import Callback
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,182 @@
+"""What the sweep writes and ``analysis/`` reads, said once: names, defaults, YAML, errors.
+
+The sweep layer (Ray, MLflow, the trainer) and the analysis package (pandas, never torch)
+meet only in the MLflow store and the sweep files. Each side used to carry its own copy
+of the tag names, the storage default, the label format and the YAML reader, so a change
+on one side silently broke the other. This module is the one copy. It sits on the lowest
+floor: it imports no other ajepa module and neither torch nor pydantic, so anything may
+import it, ``ajepa.config`` included. docs/ARCHITECTURE.md ("Metric and MLflow naming")
+describes the layout these names spell.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import yaml
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+# --------------------------------------------------------------------------- MLflow run layout
+
+TAG_ROLE = "ajepa.role"                # every run: its role, one of the ROLE_* below
+ROLE_SWEEP, ROLE_TRIAL, ROLE_CONTROL = "sweep", "trial", "control"
+TAG_PARENT = "mlflow.parentRunId"      # trial and control runs: the sweep run
+TAG_SWEEP = "ajepa.sweep"
+TAG_SPEC_HASH = "ajepa.spec_hash"
+TAG_TRIAL_ID = "ajepa.trial_id"
+TAG_SEED = "ajepa.seed"
+TAG_GIT = "ajepa.git_commit"
+TAG_AXIS_PREFIX = "ajepa.axis."        # + axis name = the trial's value label (no such tags on a control)
+TAG_ERROR = "ajepa.error"              # why a run FAILED
+TAG_STOP = "ajepa.stop_reason"         # why a run was KILLED (early stop, interrupt)
+TAG_ATTEMPTS = "ajepa.attempts"
+# the sweep's parent run: what it recorded from its spec (analysis uses them when no spec file is given)
+TAG_AXES = "ajepa.axes"                # JSON [{"name": ..., "labels": [...]}, ...] in spec order
+TAG_CONTROL = "ajepa.control"          # "1" when the sweep runs control trials
+TAG_SEEDS = "ajepa.seeds"
+TAG_TABLE = "ajepa.table"
+TAG_METRICS = "ajepa.metrics"
+TAG_NOTE = "mlflow.note.content"       # the spec's description
+TAG_SEARCH = "ajepa.search"
+TAG_SEARCH_METRIC = "ajepa.search_metric"
+TAG_NUM_TRIALS = "ajepa.num_trials"
+TAG_SPEC_FILE = "ajepa.spec_file"
+TAG_BASE = "ajepa.base"
+
+#: Run names and table rows of the control trials (the encoder as initialised).
+CONTROL_LABEL = "control: initialisation"
+#: Artifact folder of a trial run, and folder under its out_dir: ``<task>.csv`` per task.
+PREDICTIONS = "predictions"
+
+# metrics every trainer run logs that the sweep and analysis look up by name
+METRIC_TRAIN_LOSS = "train/loss"
+METRIC_TRAIN_STEPS = "train/steps"     # in the final summary: optimizer steps done (0 for a control)
+METRIC_EVAL_STEP = "eval/step"         # the step of the evaluation the eval/* metrics belong to
+
+# --------------------------------------------------------------------------- where runs live
+
+DEFAULT_STORAGE = "runs/sweeps"
+
+
+def default_tracking_uri(storage: str | Path) -> str:
+    """Absolute SQLite MLflow URI under a sweep storage folder.
+
+    Absolute because Ray trials run in another working directory and MLflow 3 resolves a
+    relative URI (and refuses ``./mlruns``) against that directory.
+    """
+    path = Path(storage).expanduser().resolve() / "mlflow.db"
+    return f"sqlite:///{path}"
+
+
+def local_store_path(uri: str) -> Path | None:
+    """The file (sqlite) or folder (file:) behind a local tracking URI; None for servers."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///"):].split("?", 1)[0])  # 4 slashes: absolute path
+    if uri.startswith("file:"):
+        return Path(re.sub(r"^file:(//)?", "", uri))
+    if "://" not in uri:
+        return Path(uri)
+    return None
+
+
+def format_label(value: Any) -> str:
+    """A plain axis value's label (MLflow tag ``ajepa.axis.<name>``, table row): floats to 4
+    significant digits, anything else ``str(value)``."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class SpecError(ValueError):
+    """A sweep file that cannot be used; the message names the file, the key and the fix."""
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+class YamlLoader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader, with two mistakes it lets through made visible.
+
+    * ``1e-4`` is a float (YAML 1.2 and every reader of a sweep file agree; PyYAML's 1.1
+      resolver would want ``1.0e-4`` and return the string ``"1e-4"``, so the label of an
+      axis value depended on who read the file).
+    * A key twice in one mapping is refused with both lines: the safe loader keeps the last
+      one silently, so ``lr: 1e-3`` further down a long file undid the ``lr`` above it.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # ``<<: *anchor`` may override on purpose
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if first != key_node.start_mark.line:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} at line {key_node.start_mark.line + 1} "
+                    f"(first at line {first + 1}): keep one", key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text with :class:`YamlLoader` (raises ``yaml.YAMLError``)."""
+    return yaml.load(text, Loader=YamlLoader)  # noqa: S506 - YamlLoader is a SafeLoader
+
+
+def read_yaml_mapping(path: str | Path, error: type[Exception] = ValueError, what: str = "file",
+                      top_level: str = "a mapping") -> dict:
+    """The mapping at the top of a YAML file; every problem is ``error`` naming the file.
+
+    ``what`` names the file in the not-found message ("sweep file"), ``top_level`` says what
+    the top level should hold. An empty file is an empty mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} not found: {path}")
+    try:
+        tree = load_yaml(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise error(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(tree, dict):
+        raise error(f"{path}: the top level must be {top_level}, got {type(tree).__name__}")
+    return tree
+
+
+# --------------------------------------------------------------------------- validation errors
+
+
+def format_validation_errors(err: "ValidationError", header: str,
+                             locate: Callable[[dict], str] | None = None,
+                             explain: Callable[[dict], str | None] | None = None) -> str:
+    """A pydantic error as one line per problem under ``header``: ``  where: what to fix``.
+
+    ``locate(error) -> str`` names the place (default: the dotted ``loc``); ``explain(error)``
+    may word a message its caller knows better (None: the standard wording below).
+    """
+    lines = [header]
+    for e in err.errors():
+        where = locate(e) if locate is not None else ".".join(str(p) for p in e["loc"])
+        message = explain(e) if explain is not None else None
+        lines.append(f"  {where or '<top level>'}: {message if message is not None else standard_message(e)}")
+    return "\n".join(lines)
+
+
+def standard_message(e: dict) -> str:
+    """Pydantic's message for one error, in the project's words where they are clearer."""
+    if e["type"] == "literal_error" and "expected" in e.get("ctx", {}):
+        return f"must be one of {e['ctx']['expected']}, got {e.get('input')!r}"
+    if e["type"] == "missing":
+        return "required key is missing"
+    return re.sub(r"^(Value|Assertion) error, ", "", e["msg"])
