@@ -39,10 +39,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ajepa.contracts import PREDICTIONS  # artifact folder of a trial run: <task>.csv per task
 from analysis.runs import FINISHED, Axis, open_client
 from analysis.tables import ROW, axes_of, latest_attempts
 
-PREDICTIONS = "predictions"          # artifact folder of a trial run: <task>.csv per task
 COLUMNS = ["run_id", ROW, "seed", "task", "fold", "clip", "correct"]
 EXACT_LIMIT = 200_000                # above this sum of |m_i| the normal approximation is used
 

@@ -19,32 +19,34 @@ the parent run's tags when present, ``seeds``, ``table``, ``metrics`` and ``desc
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 import pandas as pd
 
+from ajepa.contracts import (  # the names the sweep writes (docs/ARCHITECTURE.md)
+    ROLE_CONTROL,
+    ROLE_SWEEP,
+    ROLE_TRIAL,
+    TAG_AXES,
+    TAG_AXIS_PREFIX,
+    TAG_CONTROL,
+    TAG_ERROR,
+    TAG_METRICS,
+    TAG_NOTE,
+    TAG_PARENT,
+    TAG_ROLE,
+    TAG_SEED,
+    TAG_SEEDS,
+    TAG_STOP,
+    TAG_TABLE,
+    TAG_TRIAL_ID,
+    local_store_path,
+)
 from analysis.params import typed_params
 
 if TYPE_CHECKING:  # mlflow is imported lazily: `ajepa-tables --help` and `import analysis` stay fast
     from mlflow.tracking import MlflowClient
-
-TAG_ROLE = "ajepa.role"
-ROLE_SWEEP = "sweep"
-ROLE_TRIAL = "trial"
-ROLE_CONTROL = "control"
-TAG_CONTROL = "ajepa.control"  # parent run: "1" when the sweep has control trials
-TAG_AXES = "ajepa.axes"
-TAG_AXIS_PREFIX = "ajepa.axis."
-TAG_SEED = "ajepa.seed"
-TAG_TRIAL_ID = "ajepa.trial_id"
-TAG_PARENT = "mlflow.parentRunId"
-TAG_ERROR = "ajepa.error"
-TAG_STOP = "ajepa.stop_reason"
-# what the sweep's parent run records about the spec (used when no spec file is given)
-TAG_SEEDS, TAG_TABLE, TAG_METRICS, TAG_NOTE = "ajepa.seeds", "ajepa.table", "ajepa.metrics", "mlflow.note.content"
 
 AXIS_PREFIX = "axis."
 PARAM_PREFIX = "params."
@@ -83,17 +85,6 @@ def open_client(uri: str, run_hint: str = "ajepa-sweep SPEC.yaml") -> "MlflowCli
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
-
-
-def local_store_path(uri: str) -> Path | None:
-    """The file (sqlite) or folder (file:) behind a local tracking URI; None for servers."""
-    if uri.startswith("sqlite:///"):
-        return Path(uri[len("sqlite:///"):].split("?", 1)[0])  # 4 slashes: absolute path
-    if uri.startswith("file:"):
-        return Path(re.sub(r"^file:(//)?", "", uri))
-    if "://" not in uri:
-        return Path(uri)
-    return None
 
 
 def load_runs(uri: str, experiment: str, parent: str = "latest", seeds: Iterable[int] | None = None,

@@ -4,7 +4,8 @@ Deliberately not the sweep package's validator (``ajepa.sweep.spec``): tables mu
 on any spec that names its runs, including older specs and ones whose base config has
 since moved, and without importing the sweep layer (Ray, torch). Only ``name``,
 ``description``, ``table``, ``tracking``, ``storage``, ``metrics``, ``seeds`` and the axis
-labels are read, with ``yaml.safe_load``.
+labels are read, with the sweep's own YAML loader and label format (:mod:`ajepa.contracts`),
+so a label here is the label the sweep tagged its runs with.
 """
 
 from __future__ import annotations
@@ -12,16 +13,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
+from ajepa.contracts import (
+    DEFAULT_STORAGE,
+    SpecError,
+    default_tracking_uri,
+    format_label,
+    local_store_path,
+    read_yaml_mapping,
+)
+from analysis.runs import Axis
 
-from ajepa.config import default_tracking_uri
-from analysis.runs import Axis, local_store_path
-
-DEFAULT_STORAGE = "runs/sweeps"
-
-
-class SpecError(ValueError):
-    """A sweep file that cannot tell us where its runs are."""
+__all__ = ["DEFAULT_STORAGE", "SpecError", "SweepSource", "format_label", "read_spec", "resolve_source"]
 
 
 @dataclass
@@ -50,13 +52,8 @@ def resolve_source(spec_or_experiment: str, tracking_uri: str | None = None) -> 
 
 def read_spec(path: str | Path, tracking_uri: str | None = None) -> SweepSource:
     path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"sweep file not found: {path}")
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise SpecError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(spec, dict) or not spec.get("name"):
+    spec = read_yaml_mapping(path, SpecError, "sweep file", "a mapping (name, base, axes, ...)")
+    if not spec.get("name"):
         raise SpecError(f"{path}: a sweep file needs a top-level 'name' (the MLflow experiment)")
     tracking = spec.get("tracking") or {}
     metrics = spec.get("metrics") or []
@@ -82,11 +79,6 @@ def _default_uri(storage: str, spec_path: Path) -> str:
         return uri
     beside = default_tracking_uri(spec_path.resolve().parent.parent / storage)
     return beside if local_store_path(beside).exists() else uri
-
-
-def format_label(value) -> str:
-    """A plain axis value's label, as the sweep layer writes it (floats to 4 significant digits)."""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _axes(raw) -> list[Axis]:

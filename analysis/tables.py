@@ -22,13 +22,22 @@ import re
 import numpy as np
 import pandas as pd
 
+from ajepa.contracts import CONTROL_LABEL
 from analysis.labels import join_labels, label_key
-from analysis.runs import (AXIS_PREFIX, FAILED_STATES, FINISHED, METRIC_PREFIX, ROLE_CONTROL, RUNNING_STATES,
-                           STOPPED_STATES, Axis)
+from analysis.runs import (
+    AXIS_PREFIX,
+    FAILED_STATES,
+    FINISHED,
+    METRIC_PREFIX,
+    ROLE_CONTROL,
+    RUNNING_STATES,
+    STOPPED_STATES,
+    Axis,
+)
 
 ROW = "row"
 TRIALS = "trials"
-CONTROL_ROW = "control: initialisation"  # the row of the control trials (ajepa.role=control)
+CONTROL_ROW = CONTROL_LABEL  # the row of the control trials (ajepa.role=control)
 _SUMMARY_METRICS = ("acc", "map", "f1")          # default columns: headline metrics, not fold/std detail
 _POINT_METRICS = ("acc", "map", "f1", "acc_std")  # fractions the paper reports in points (x100)
 _LOWER_IS_BETTER = re.compile(r"(loss|err|_std$|^std$)")
