@@ -12,6 +12,7 @@ import json
 import sys
 
 from ajepa.config import ConfigError, load_config
+from ajepa.contracts import PREDICTIONS
 
 TRAIN_EPILOG = """\
 examples:
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
     progress = PrintLog() if args.no_progress else RichProgress()
     try:
-        evaluator = build_evaluator(cfg, predictions_dir=cfg.out_dir / "predictions")
+        evaluator = build_evaluator(cfg, predictions_dir=cfg.out_dir / PREDICTIONS)
         summary = Trainer(cfg, callbacks=[progress], evaluator=evaluator).fit()
     except ConfigError as err:
         print(f"ajepa-train: {err}", file=sys.stderr)

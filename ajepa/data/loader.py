@@ -12,15 +12,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-
-def mix_seed(*parts: int) -> int:
-    """Deterministic 63-bit seed from integers (splitmix64 steps), stable across processes."""
-    x = 0x9E3779B97F4A7C15
-    for part in parts:
-        x = (x ^ (int(part) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
-        x = (x ^ (x >> 27)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
-        x ^= x >> 31
-    return x & 0x7FFFFFFFFFFFFFFF
+from ajepa.seeding import mix_seed
 
 
 class StepBatchSampler(Sampler):

@@ -33,8 +33,12 @@ from ajepa.eval.embeddings import encoder_for_input
 from ajepa.eval.metrics import classification_metrics, selection_score
 from ajepa.eval.splits import carve_validation
 from ajepa.models.vit import SpectrogramViT
+from ajepa.train.loop import NO_WEIGHT_DECAY
+from ajepa.train.schedules import lr_at
 
-NO_WEIGHT_DECAY = ("pos_embed", "mask_token")
+# The warmup-cosine schedule and the no-decay rule are pretraining's (one home each, in
+# ajepa.train); fine-tuning differs only in the floor its cosine decays to.
+FINETUNE_MIN_LR = 1e-6
 
 
 class Classifier(nn.Module):
@@ -84,14 +88,6 @@ def layer_decay_groups(model: Classifier, weight_decay: float, layer_decay: floa
         })
         group["params"].append(param)
     return list(groups.values())
-
-
-def lr_at(step: int, total: int, warmup: int, peak: float, floor: float = 1e-6) -> float:
-    """Linear warmup to ``peak``, then half-cosine to ``floor``."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 # --------------------------------------------------------------------------- augmentation
@@ -259,7 +255,7 @@ def _finetune(encoder, train, val, test, num_classes, multilabel, metric, cfg: F
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         for batch in loader:
-            lr = lr_at(step, total, warmup, cfg.lr)
+            lr = lr_at(step, total, warmup, cfg.lr, FINETUNE_MIN_LR)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_scale"]
             spec = batch["spec"].to(device)

@@ -16,6 +16,7 @@ from torch.utils.data import default_collate
 
 from ajepa.masks.batch import to_index_tensors
 from ajepa.masks.strategies import build_mask_sampler, numpy_rng
+from ajepa.seeding import mix_seed
 
 MASK_KEYS = ("context_idx", "target_idx", "target_block", "num_blocks", "mask_ratio", "hard_share")
 _MASK_STREAM = 0x6D61736B  # "mask": keeps the mask stream apart from other (seed, step) streams
@@ -24,13 +25,7 @@ _MASK_STREAM = 0x6D61736B  # "mask": keeps the mask stream apart from other (see
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
     """63-bit seed from (seed, step[, rank]) by splitmix64 mixing: stable across processes and
     platforms. Rank 0 gives the single-process seed, so one process and DDP rank 0 agree."""
-    x = 0x9E3779B97F4A7C15
-    parts = (seed, step, _MASK_STREAM) if rank == 0 else (seed, step, _MASK_STREAM, rank)
-    for part in parts:
-        x = (x ^ (int(part) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
-        x = (x ^ (x >> 27)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
-        x ^= x >> 31
-    return x & 0x7FFFFFFFFFFFFFFF
+    return mix_seed(seed, step, _MASK_STREAM) if rank == 0 else mix_seed(seed, step, _MASK_STREAM, rank)
 
 
 class MaskCollator:

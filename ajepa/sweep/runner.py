@@ -25,7 +25,7 @@ from typing import Callable
 
 from ray import tune
 
-from ajepa.contracts import TAG_AXES, TAG_AXIS_PREFIX, TAG_ERROR, TAG_STOP, TAG_TRIAL_ID
+from ajepa.contracts import METRIC_TRAIN_LOSS, TAG_AXES, TAG_AXIS_PREFIX, TAG_ERROR, TAG_STOP, TAG_TRIAL_ID
 from ajepa.sweep import tracking
 from ajepa.sweep.cost import trial_cost
 from ajepa.sweep.errors import SpecError
@@ -254,7 +254,7 @@ def progress_reporter(sweep: Sweep) -> tune.CLIReporter:
         params = {a.name: a.name for a in spec.axes}
     else:
         params = {f"{GRID_PARAM}/{a.name}": a.name for a in spec.axes} | {f"{GRID_PARAM}/seed": "seed"}
-    metrics = {"step": "step", "train/loss": "loss"}
+    metrics = {"step": "step", METRIC_TRAIN_LOSS: "loss"}
     for name in [spec.search.metric, spec.scheduler.metric]:
         if name:
             metrics[name] = name.split("/", 1)[1] if name.startswith("eval/") else name

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ajepa.contracts import METRIC_TRAIN_LOSS, METRIC_TRAIN_STEPS, PREDICTIONS  # under out_dir: <task>.csv
 from ajepa.eval import build_evaluator
 from ajepa.sweep.tracking import TrackingContext
 from ajepa.sweep.trial_run import MlflowTrialCallback
@@ -81,7 +82,7 @@ class TuneReporter(Callback):
 
     def __init__(self, report: Callable[[dict], None], first: tuple[str, ...] = ()):
         self.report = report
-        self.first = ("step", "train/loss", *first)
+        self.first = ("step", METRIC_TRAIN_LOSS, *first)
         self.latest: dict[str, float] = {}
         self.stopped = False  # Tune told this trial to stop (ASHA, end of an interrupted sweep)
 
@@ -104,11 +105,10 @@ class TuneReporter(Callback):
         self._send(step, metrics)
 
     def final(self, summary: dict[str, Any]) -> None:
-        step = int(summary.get("train/steps", self.latest.get("step", 0)) or 0)
+        step = int(summary.get(METRIC_TRAIN_STEPS, self.latest.get("step", 0)) or 0)
         self._send(step, summary, **{FINISHED_FLAG: 1})
 
 
-PREDICTIONS_DIR = "predictions"  # under the trial's out_dir: <task>.csv per evaluated task
 
 
 def run_trainer(trial: Trial, trainer) -> dict[str, Any]:
@@ -126,7 +126,7 @@ def train_trial(trial: Trial, plan: TrialPlan, reporter: TuneReporter | None) ->
     tracker.open()
     try:
         cfg = trial.config()
-        evaluator = build_evaluator(cfg, predictions_dir=out_dir / PREDICTIONS_DIR)  # None without eval.tasks
+        evaluator = build_evaluator(cfg, predictions_dir=out_dir / PREDICTIONS)  # None without eval.tasks
         trainer_cls = import_object(plan.trainer)
         extra = [(import_object(f) if isinstance(f, str) else f)(trial) for f in plan.callbacks]
         callbacks = [tracker, *([reporter] if reporter else []), *extra]
