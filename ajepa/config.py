@@ -124,10 +124,35 @@ class ESC50Task(RootedTask):
 
 
 class SpeechCommandsTask(RootedTask):
-    """Speech Commands V2 with its official validation/testing lists."""
+    """Speech Commands (V2, or V1) with its official validation/testing lists."""
 
     task: Literal["speechcommands"] = "speechcommands"
-    classes: Literal[35, 12] = Field(35, description="35 words, or 10 words + unknown + silence")
+    version: Literal[2, 1] = Field(2, description="2: speech_commands_v0.02 (35 words); 1: v0.01 (30 words)")
+    classes: Literal[35, 30, 12] = Field(
+        35, description="every word of the version (35 for V2, 30 for V1; the default follows `version`), "
+        "or 10 words + unknown + silence"
+    )
+    words: list[str] | None = Field(
+        None, description="a subset of the version's words as the classes (only their folders are needed)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _classes_follow_version(cls, data: Any) -> Any:
+        """``version: 1`` alone means its 30 words, so nobody has to write ``classes: 30`` too."""
+        if isinstance(data, dict) and data.get("version") == 1 and data.get("classes") in (None, 35):
+            data = {**data, "classes": 30} if "classes" not in data or data.get("classes") is None else data
+        return data
+
+    @model_validator(mode="after")
+    def _classes_match_version(self) -> "SpeechCommandsTask":
+        every = {2: 35, 1: 30}[self.version]
+        if self.classes not in (every, 12):
+            raise ValueError(f"Speech Commands V{self.version} has {every} words: classes={every} or 12, "
+                             f"not {self.classes}")
+        if self.words is not None and self.classes == 12:
+            raise ValueError("words picks the classes of the all-words task; it cannot be combined with classes=12")
+        return self
 
 
 class AudioSetTask(RootedTask):
@@ -142,8 +167,54 @@ class AudioSetTask(RootedTask):
     located_by: ClassVar[tuple[str, ...]] = ("manifest", "root")
 
 
+class UrbanSound8KTask(RootedTask):
+    """UrbanSound8K (release layout), 10-fold cross-validation on its predefined folds."""
+
+    task: Literal["urbansound8k"] = "urbansound8k"
+    folds: list[int] | None = Field(None, description="UrbanSound8K folds to evaluate (default all 10)")
+
+
+class GTZANTask(RootedTask):
+    """GTZAN genres with the fault-filtered split lists (train/valid/test_filtered.txt)."""
+
+    task: Literal["gtzan"] = "gtzan"
+    root: Path | None = Field(None, description="folder holding genres/<genre>/<genre>.000NN.wav and the split lists")
+
+
+class NSynthTask(RootedTask):
+    """NSynth instrument family (11 classes) on its official train/valid/test releases."""
+
+    task: Literal["nsynth"] = "nsynth"
+    root: Path | None = Field(None, description="folder holding nsynth-{train,valid,test}/")
+
+
+class VoxCeleb1Task(RootedTask):
+    """VoxCeleb1 speaker identification (1,251 speakers) with the official iden_split.txt."""
+
+    task: Literal["voxceleb1"] = "voxceleb1"
+    root: Path | None = Field(None, description="folder holding wav/<id>/<video>/<utt>.wav and iden_split.txt")
+
+
+class CremaDTask(RootedTask):
+    """CREMA-D emotion (6 classes) on a speaker-disjoint 70/10/20 split of its 91 actors."""
+
+    task: Literal["cremad"] = "cremad"
+    root: Path | None = Field(None, description="folder holding AudioWAV/")
+
+
+class EvarTask(RootedTask):
+    """A task from EVAR's prepared metadata: ``evar/metadata/<task>.csv`` (file_name,label,split|fold)."""
+
+    task: Literal["evar"] = "evar"
+    root: Path | None = Field(None, description="the audio folder the CSV's file_name values are relative to")
+    metadata: Path | None = Field(None, description="EVAR metadata CSV, e.g. evar/metadata/cremad.csv")
+    folds: list[int] | None = Field(None, description="CV folds to evaluate when the CSV has a fold column")
+    located_by: ClassVar[tuple[str, ...]] = ("root",)
+
+
 EvalTask = Annotated[
-    Union[SyntheticTask, FolderTask, ManifestTask, ESC50Task, SpeechCommandsTask, AudioSetTask],
+    Union[SyntheticTask, FolderTask, ManifestTask, ESC50Task, SpeechCommandsTask, AudioSetTask,
+          UrbanSound8KTask, GTZANTask, NSynthTask, VoxCeleb1Task, CremaDTask, EvarTask],
     Field(discriminator="task"),
 ]
 TASK_KINDS = union_choices(EvalTask, "task")
@@ -154,6 +225,44 @@ TASK_TYPES: dict[str, type[TaskCommon]] = dict(zip(TASK_KINDS, get_args(get_args
 def parse_task(fields: dict) -> TaskCommon:
     """A dict with a ``task`` key -> that dataset's task type (pydantic's ValidationError if invalid)."""
     return _TASK_ADAPTER.validate_python(fields)
+
+
+#: Named groups of tasks: suite -> ((task fields, its conventional folder under the suite's
+#: data root), ...). ``general_audio`` is EVAR's linear-probe suite as Riou et al. 2024 report
+#: it (ESC-50, US8K, SPCV2, VoxCeleb1, CREMA-D, GTZAN, NSynth; Surge has no module yet, so
+#: it runs only through an ``evar`` task). See docs/DATASETS.md.
+SUITES: dict[str, tuple[tuple[dict[str, Any], str], ...]] = {
+    "general_audio": (
+        ({"task": "esc50"}, "ESC-50-master"),
+        ({"task": "urbansound8k"}, "UrbanSound8K"),
+        ({"task": "speechcommands"}, "speech_commands_v0.02"),
+        ({"task": "voxceleb1"}, "VoxCeleb1"),
+        ({"task": "cremad"}, "CREMA-D"),
+        ({"task": "gtzan"}, "GTZAN"),
+        ({"task": "nsynth"}, "nsynth"),
+    ),
+}
+
+
+class SuiteConfig(StrictModel):
+    """A named suite of tasks, each read from ``<data_root>/<its conventional folder>``; the
+    evaluation reports every task plus ``eval/suite/<name>/mean`` (mean of their main metric)."""
+
+    name: Literal[tuple(SUITES)] = Field(description="the suite (see ajepa.config.SUITES, docs/DATASETS.md)")
+    data_root: Path = Field(description="folder holding each task's dataset under its conventional folder name")
+    task: dict[str, Any] = Field(
+        default_factory=dict, description="fields set on every task of the suite (protocol, max_clips, ...)"
+    )
+
+    def tasks(self) -> list[TaskCommon]:
+        """The suite's tasks, each located under ``data_root``."""
+        out = []
+        for fields, folder in SUITES[self.name]:
+            try:
+                out.append(parse_task({**fields, "root": self.data_root / folder, **self.task}))
+            except ValidationError as err:
+                raise ValueError(f"suite {self.name!r}, task {fields['task']!r}: {err}") from None
+        return out
 
 
 # --------------------------------------------------------------------------- data
@@ -263,6 +372,13 @@ class ModelConfig(StrictModel):
     predictor_depth: int = Field(6, ge=1)
     predictor_dim: int = Field(384, ge=8)
     predictor_heads: int = Field(12, ge=1)
+    predictor_attention: Literal["per_block", "shared_context"] = Field(
+        "per_block",
+        description="with several target blocks: 'per_block' = I-JEPA / A-JEPA, each block predicted as in its "
+        "own pass (context tokens also attend to that block's mask tokens; the context is repeated once per "
+        "block in one batched pass); 'shared_context' = one pass whose context tokens attend to the context "
+        "only, shared by all blocks (cheaper, not the papers' semantics)",
+    )
     pos_embed: Literal["sincos", "learned"] = "sincos"
     qkv_bias: bool = True
     drop_path: float = Field(0.0, ge=0, lt=1)
@@ -635,6 +751,7 @@ class ProbeConfig(StrictModel):
 
 class EvalConfig(StrictModel):
     tasks: list[EvalTask] = Field(default_factory=list)
+    suite: SuiteConfig | None = Field(None, description="also evaluate a named suite of tasks (see SuiteConfig)")
     encoder: Literal["target", "context"] = "target"
     every_steps: int | None = Field(None, ge=1, description="also evaluate every N steps")
     batch_size: int = Field(64, ge=1, description="batch size of embedding extraction and evaluation passes")

@@ -105,16 +105,40 @@ def test_block_attention_mask():
     assert torch.equal(mask, expected)
 
 
-def test_predictor_blocks_are_independent():
+@pytest.mark.parametrize("attention", ["per_block", "shared_context"])
+def test_predictor_blocks_are_independent(attention):
     """Block 1's prediction does not change when block 0's positions change."""
     torch.manual_seed(0)
-    pred = Predictor((4, 4), encoder_dim=24, dim=16, depth=2, heads=2).eval()
+    pred = Predictor((4, 4), encoder_dim=24, dim=16, depth=2, heads=2, attention=attention).eval()
     ctx = torch.randn(1, 3, 24)
     ctx_idx = torch.tensor([[0, 1, 2]])
-    a = pred(ctx, ctx_idx, torch.tensor([[5, 6, 12]]), torch.tensor([[0, 0, 1]]))
-    b = pred(ctx, ctx_idx, torch.tensor([[9, 10, 12]]), torch.tensor([[0, 0, 1]]))
+    a = pred(ctx, ctx_idx, torch.tensor([[5, 6, 12]]), torch.tensor([[0, 0, 1]]), num_blocks=2)
+    b = pred(ctx, ctx_idx, torch.tensor([[9, 10, 12]]), torch.tensor([[0, 0, 1]]), num_blocks=2)
     torch.testing.assert_close(a[:, 2], b[:, 2])
     assert a.shape == (1, 3, 24)
+
+
+def test_per_block_predictor_equals_one_pass_per_block_as_in_ijepa():
+    """I-JEPA predicts each block in its own pass, where the context also attends to that
+    block's mask tokens; 'per_block' gives exactly that in one pass, 'shared_context' not."""
+    torch.manual_seed(0)
+    per_block = Predictor((4, 4), encoder_dim=24, dim=16, depth=2, heads=2).eval()
+    with torch.no_grad():  # trained-like weights: at init, what context tokens read from mask tokens is ~1e-6
+        for param in per_block.parameters():
+            param.normal_(0, 0.5)
+    shared = copy.deepcopy(per_block)
+    shared.attention = "shared_context"
+    ctx, ctx_idx = torch.randn(2, 5, 24), torch.tensor([[0, 1, 2, 3, 4], [1, 3, 5, 7, 9]])
+    tgt_idx = torch.tensor([[6, 7, 10, 11, 14], [0, 2, 12, 13, 15]])
+    block = torch.tensor([[0, 0, 1, 1, 2]]).expand(2, -1)
+    joint = per_block(ctx, ctx_idx, tgt_idx, block, num_blocks=3)
+    for m in range(3):
+        picks = block[0] == m
+        alone = per_block(ctx, ctx_idx, tgt_idx[:, picks])  # one block: a plain full-attention pass
+        torch.testing.assert_close(joint[:, picks], alone)
+    assert not torch.allclose(shared(ctx, ctx_idx, tgt_idx, block, num_blocks=3), joint, atol=1e-4)
+    with pytest.raises(ValueError, match="num_blocks"):
+        per_block(ctx, ctx_idx, tgt_idx, block)
 
 
 def test_losses_match_hand_computation():
@@ -220,7 +244,7 @@ def test_jepa_gradients_reach_context_encoder_and_predictor_only():
     spec = torch.randn(2, 1, 128, 128)
     ctx = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]])
     tgt = torch.tensor([[10, 11, 20], [30, 40, 41]])
-    terms, targets = model(spec, ctx, tgt, torch.tensor([[0, 0, 1], [0, 1, 1]]))
+    terms, targets = model(spec, ctx, tgt, torch.tensor([[0, 0, 1], [0, 1, 1]]), num_blocks=2)
     terms["loss"].backward()
     assert targets.shape == (2, 3, 96)
     assert model.context_encoder.patch_embed.proj.weight.grad is not None
@@ -245,7 +269,7 @@ def test_masks_per_clip_equal_separate_passes_with_a_duplicated_target_forward()
 
     calls = []
     hook = model.target_encoder.register_forward_hook(lambda m, inp, out: calls.append(inp[0].shape[0]))
-    terms, targets = model(spec, ctx, tgt, block)
+    terms, targets = model(spec, ctx, tgt, block, num_blocks=2)
     hook.remove()
     assert calls == [2]  # one target forward over the 2 clips, not over the 6 rows
     assert targets.shape == (2 * views, 4, 96)
@@ -253,7 +277,7 @@ def test_masks_per_clip_equal_separate_passes_with_a_duplicated_target_forward()
     separate = []
     for m in range(views):
         picks = torch.arange(2) * views + m
-        separate.append(model(spec, ctx[picks], tgt[picks], block[picks])[0]["loss"])
+        separate.append(model(spec, ctx[picks], tgt[picks], block[picks], num_blocks=2)[0]["loss"])
     torch.testing.assert_close(terms["loss"], torch.stack(separate).mean())
 
 
@@ -276,6 +300,6 @@ def test_training_forward_compiles_as_one_graph_without_host_syncs():
         [(3, {"spec": torch.randn(1, 128, 128)}) for _ in range(2)])
     assert batch["num_blocks"] == 4  # multi-block: the predictor needs the block mask
     compiled = torch.compile(model, backend="eager", fullgraph=True)
-    loss, _ = compiled(batch["spec"], batch["context_idx"], batch["target_idx"], batch["target_block"])
-    torch.testing.assert_close(loss, model(batch["spec"], batch["context_idx"], batch["target_idx"],
-                                           batch["target_block"])[0])
+    inputs = (batch["spec"], batch["context_idx"], batch["target_idx"], batch["target_block"], batch["num_blocks"])
+    terms, _ = compiled(*inputs)
+    torch.testing.assert_close(terms, model(*inputs)[0])

@@ -51,6 +51,7 @@ class AJEPA(nn.Module):
         context_idx: torch.Tensor,
         target_idx: torch.Tensor,
         target_block: torch.Tensor | None = None,
+        num_blocks: int | None = None,
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Returns (terms, targets): the objective's named loss terms (``terms["loss"]`` is
         minimised, see :class:`JEPAObjective`) and the targets, for the collapse monitor.
@@ -63,7 +64,7 @@ class AJEPA(nn.Module):
         views = masks_per_clip(spec, context_idx)
         context = self.context_encoder(spec.repeat_interleave(views, dim=0) if views > 1 else spec,
                                        keep_idx=context_idx)
-        prediction = self.predictor(context, context_idx, target_idx, target_block)
+        prediction = self.predictor(context, context_idx, target_idx, target_block, num_blocks)
         terms = self.objective(prediction, targets, context, clip_targets.repeat_interleave(views, dim=0))
         return terms, targets
 

@@ -242,7 +242,7 @@ class Trainer:
         autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype)
                     if self.autocast_dtype else nullcontext())
         with autocast:
-            terms, targets = self.forward_model(spec, context_idx, target_idx, target_block)
+            terms, targets = self.forward_model(spec, context_idx, target_idx, target_block, batch["num_blocks"])
         self.scaler.scale(terms["loss"]).backward()
         if self.cfg.optim.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
