@@ -196,3 +196,15 @@ def test_a_torn_last_metrics_line_is_repaired_on_resume(tiny_config):
         fh.write('{"step": 5, "train/lo')  # killed mid-write
     Trainer(cfg, [Recorder()]).fit()
     assert [json.loads(x)["step"] for x in metrics.read_text().splitlines()] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_checkpoint_from_before_predictor_attention_resumes_only_as_it_ran(tiny_config):
+    """Runs saved before model.predictor_attention existed used the shared-context pattern:
+    resuming them under today's per_block default is a change of experiment, named."""
+    from ajepa.config import dump_config
+    from ajepa.train.checkpoint import config_differences
+    saved = dump_config(tiny_config("model.predictor_attention=shared_context"))
+    del saved["model"]["predictor_attention"]
+    assert config_differences(saved, tiny_config("model.predictor_attention=shared_context")) == []
+    assert config_differences(saved, tiny_config("model.predictor_attention=per_block")) == [
+        "model.predictor_attention: 'shared_context' -> 'per_block'"]

@@ -102,6 +102,20 @@ def load_resume_checkpoint(path: Path, map_location: str | torch.device = "cpu",
         return state
 
 
+# Keys added with a new default whose old behaviour differs: a saved config without the
+# key ran with the value given here, not with today's default.
+OLD_BEHAVIOUR = {("model", "predictor_attention"): "shared_context"}
+
+
+def with_old_behaviour(saved: dict) -> dict:
+    """A saved config with the keys it predates set to what that run really did."""
+    saved = {k: dict(v) if isinstance(v, dict) else v for k, v in saved.items()}
+    for (section, key), value in OLD_BEHAVIOUR.items():
+        if isinstance(saved.get(section), dict) and key not in saved[section]:
+            saved[section][key] = value
+    return saved
+
+
 def config_differences(saved: dict, current: TrainConfig) -> list[str]:
     """Keys whose values differ between a checkpoint's config and the current one.
 
@@ -109,6 +123,7 @@ def config_differences(saved: dict, current: TrainConfig) -> list[str]:
     checkpoint was written counts as its default (an old run resumes unless the new key
     is set to something else); a saved config that no longer validates is compared as is.
     """
+    saved = with_old_behaviour(saved)
     try:
         saved = dump_config(build_config(saved, source="checkpoint"))
     except ValueError:
