@@ -46,3 +46,17 @@ def test_the_sweep_error_is_the_contract_error_and_a_config_error():
     from ajepa.config import ConfigError
 
     assert issubclass(SweepSpecError, SpecError) and issubclass(SweepSpecError, ConfigError)
+
+
+def test_atomic_writes_leave_the_old_file_on_failure_and_no_temporary_files(tmp_path):
+    from ajepa.io_utils import atomic_open, atomic_write_text
+
+    target = tmp_path / "state.json"
+    atomic_write_text(target, "old")
+    with pytest.raises(RuntimeError):
+        with atomic_open(target) as handle:
+            handle.write("half")
+            raise RuntimeError("killed mid-write")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["state.json"]
+    atomic_write_text(target, "new")
+    assert target.read_text() == "new" and len(list(tmp_path.iterdir())) == 1

@@ -29,6 +29,7 @@ import torchaudio.compliance.kaldi as kaldi
 
 from ajepa.audio.io import single_threaded
 from ajepa.config import NORM_PRESETS, FrontendConfig
+from ajepa.io_utils import atomic_write_text
 
 STATS_FILE = "stats.json"
 
@@ -202,7 +203,4 @@ def write_norm_stats(path: Path, mean: float, std: float, settings: dict[str, An
     path = stats_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"mean": float(mean), "std": float(std), "frontend": settings, **extra}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")

@@ -31,6 +31,7 @@ import scipy.fft
 
 from ajepa.config import SyntheticConfig
 from ajepa.data.datasets import SPLIT_NAMES, stratified_split_codes
+from ajepa.io_utils import atomic_open, atomic_write_text
 
 # Bump when the generator changes: it is part of the cache key, so stale caches are ignored.
 GENERATOR_VERSION = 1
@@ -130,21 +131,14 @@ def load_synthetic(
             "sample_rate": data.sample_rate,
             "splits": list(SPLITS),
         }
-        _atomic_write(meta_path, json.dumps(meta))
+        atomic_write_text(meta_path, json.dumps(meta))
         data.waves_path = waves_path
     return data
 
 
 def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_open(path, "wb") as handle:
+        np.save(handle, array)
 
 
 # --------------------------------------------------------------------------- the set

@@ -41,6 +41,7 @@ from ajepa.eval.embeddings import EmbeddingCache, Embeddings, encoder_fingerprin
 from ajepa.eval.finetune import finetune_fold
 from ajepa.eval.metrics import aggregate_folds
 from ajepa.eval.probe import probe_fold
+from ajepa.io_utils import atomic_open
 
 SPLITS = ("train", "val", "test")
 
@@ -151,14 +152,12 @@ def write_predictions(path: str | Path, rows: list[dict[str, Any]], step: int | 
     """Write prediction rows as CSV (atomically: a reader never sees half a file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     columns = (["step"] if step is not None else []) + list(PREDICTION_COLUMNS)
-    with open(tmp, "w", newline="") as fh:
+    with atomic_open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         for row in rows:
             writer.writerow({**({"step": step} if step is not None else {}), **row})
-    tmp.replace(path)
     return path
 
 

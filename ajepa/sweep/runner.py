@@ -26,6 +26,7 @@ from typing import Callable
 from ray import tune
 
 from ajepa.contracts import METRIC_TRAIN_LOSS, TAG_AXES, TAG_AXIS_PREFIX, TAG_ERROR, TAG_STOP, TAG_TRIAL_ID
+from ajepa.io_utils import atomic_write_text
 from ajepa.sweep import tracking
 from ajepa.sweep.cost import trial_cost
 from ajepa.sweep.errors import SpecError
@@ -97,9 +98,7 @@ def read_state(sweep: Sweep) -> dict | None:
 
 def write_state(sweep: Sweep, state: dict) -> None:
     sweep.sweep_dir.mkdir(parents=True, exist_ok=True)
-    tmp = sweep.sweep_dir / (STATE_FILE + ".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    tmp.replace(sweep.sweep_dir / STATE_FILE)
+    atomic_write_text(sweep.sweep_dir / STATE_FILE, json.dumps(state, indent=2))
 
 
 def check_state(sweep: Sweep, state: dict | None, opts: RunOptions) -> None:
