@@ -140,8 +140,8 @@ class SpeechCommandsTask(RootedTask):
     @classmethod
     def _classes_follow_version(cls, data: Any) -> Any:
         """``version: 1`` alone means its 30 words, so nobody has to write ``classes: 30`` too."""
-        if isinstance(data, dict) and data.get("version") == 1 and data.get("classes") in (None, 35):
-            data = {**data, "classes": 30} if "classes" not in data or data.get("classes") is None else data
+        if isinstance(data, dict) and data.get("version") == 1 and data.get("classes") is None:
+            data = {**data, "classes": 30}
         return data
 
     @model_validator(mode="after")
@@ -207,9 +207,9 @@ class EvarTask(RootedTask):
 
     task: Literal["evar"] = "evar"
     root: Path | None = Field(None, description="the audio folder the CSV's file_name values are relative to")
-    metadata: Path | None = Field(None, description="EVAR metadata CSV, e.g. evar/metadata/cremad.csv")
+    manifest: Path | None = Field(None, description="EVAR metadata CSV, e.g. evar/metadata/cremad.csv")
     folds: list[int] | None = Field(None, description="CV folds to evaluate when the CSV has a fold column")
-    located_by: ClassVar[tuple[str, ...]] = ("root",)
+    located_by: ClassVar[tuple[str, ...]] = ("manifest",)
 
 
 EvalTask = Annotated[

@@ -40,7 +40,9 @@ def test_a_saved_flat_task_loads_as_its_own_type(kind):
     flat = {"task": kind, **FLAT_TASK, "name": "mine"}
     task = parse_task(flat)
     assert task.task == kind and task.name == "mine"
-    assert set(task.model_dump()) <= set(flat) and set(task.model_dump()) == set(type(task).model_fields)
+    added_since = {"version", "words"}  # Speech Commands options newer than the flat EvalTask
+    assert set(task.model_dump()) - added_since <= set(flat)
+    assert set(task.model_dump()) == set(type(task).model_fields)
 
 
 def test_a_saved_flat_run_config_loads_and_matches_the_current_one():

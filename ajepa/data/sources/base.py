@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
+import numpy as np
+
 from ajepa.config import DataConfig, TaskCommon
 from ajepa.data.datasets import SPLIT_NAMES, ClipRecord, DatasetLayoutError, WaveArray, stratified_split_codes
 
@@ -137,3 +139,48 @@ def read_csv_rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
         if missing:
             raise DatasetLayoutError(f"{path}: missing columns {missing}; expected {list(required)}, found {columns}")
         return [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+
+
+def require(path: Path, what: str, layout: str = "") -> Path:
+    """`path` itself, or a :class:`DatasetLayoutError` naming it as the expected path of `what`."""
+    if not path.exists():
+        raise DatasetLayoutError(f"{what} not found: expected {path}{layout}")
+    return path
+
+
+def read_lines(path: Path) -> list[str]:
+    """The non-empty, stripped lines of a split list (Speech Commands, GTZAN, VoxCeleb1)."""
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def chosen_folds(requested: Sequence[int] | None, available: Sequence[int], who: str) -> list[int]:
+    """The CV folds to evaluate: `requested` (checked against `available`), else all of them."""
+    folds = list(requested or available)
+    bad = [k for k in folds if k not in available]
+    if bad:
+        raise ValueError(f"{who} folds are {min(available)}-{max(available)}; got {bad} in the task's folds")
+    return sorted(set(folds))
+
+
+def cv_folds(records: Sequence[ClipRecord], folds: Sequence[int]) -> dict[str, dict[str, list[ClipRecord]]]:
+    """Leave-one-fold-out: fold k tests on the records of fold k and trains on the others (no
+    val split; the probe carves one from train, keeping a recording's clips together)."""
+    return {f"fold{k}": {"train": [r for r in records if r.fold != k], "val": [],
+                         "test": [r for r in records if r.fold == k]}
+            for k in folds}
+
+
+def group_splits(groups: Sequence[str], fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
+                 seed: int = 0) -> dict[str, str]:
+    """Group (speaker) -> split, every group in one split: the sorted distinct groups are
+    shuffled by ``numpy.random.RandomState(seed)`` and cut at ``int(cumulative share * n)``
+    (the rule of TensorFlow Datasets' CREMA-D builder, so the split is a pure function of
+    the group ids and reproducible anywhere)."""
+    distinct = sorted(set(groups))
+    np.random.RandomState(seed).shuffle(distinct)
+    n, out, low = len(distinct), {}, 0.0
+    for split, share in zip(SPLIT_NAMES, fractions):
+        start, low = int(low * n), low + share
+        end = n if split == SPLIT_NAMES[-1] else int(low * n)
+        out.update({group: split for group in distinct[start:end]})
+    return out

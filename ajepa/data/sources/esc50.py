@@ -13,7 +13,16 @@ from pathlib import Path
 
 from ajepa.config import DataConfig, ESC50Task
 from ajepa.data.datasets import ClipRecord, DatasetLayoutError
-from ajepa.data.sources.base import DatasetSource, Source, TaskSpec, needs_root, read_csv_rows, register
+from ajepa.data.sources.base import (
+    DatasetSource,
+    Source,
+    TaskSpec,
+    chosen_folds,
+    cv_folds,
+    needs_root,
+    read_csv_rows,
+    register,
+)
 
 ESC50_COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "take")
 ESC50_FOLDS = (1, 2, 3, 4, 5)
@@ -51,11 +60,7 @@ def esc50_source(root: str | os.PathLike, esc10: bool = False) -> Source:
 
 
 def esc50_folds(task: ESC50Task) -> list[int]:
-    folds = task.folds or list(ESC50_FOLDS)
-    bad = [k for k in folds if k not in ESC50_FOLDS]
-    if bad:
-        raise ValueError(f"ESC-50 folds are 1-5; got {bad} in the task's folds")
-    return sorted(set(folds))
+    return chosen_folds(task.folds, ESC50_FOLDS, "ESC-50")
 
 
 @register(ESC50Task)
@@ -66,9 +71,7 @@ class ESC50(DatasetSource):
         return esc50_source(needs_root(task), task.esc10)
 
     def task_folds(self, task: ESC50Task, source: Source) -> dict[str, dict[str, list[ClipRecord]]]:
-        return {f"fold{k}": {"train": [r for r in source.records if r.fold != k], "val": [],
-                             "test": [r for r in source.records if r.fold == k]}
-                for k in esc50_folds(task)}
+        return cv_folds(source.records, esc50_folds(task))
 
     def pretrain_source(self, data: DataConfig) -> Source:
         return esc50_source(data.root)  # type: ignore[arg-type]

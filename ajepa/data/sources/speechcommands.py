@@ -1,10 +1,12 @@
-"""Speech Commands V2 (Warden 2018): one-second keyword clips with official val/test lists.
+"""Speech Commands (Warden 2018): one-second keyword clips with official val/test lists.
 
-35 classes: the words. 12 classes: ten words, ``_unknown_`` (a seeded sample of the other
-25 words, 10 % of the split's word clips) and ``_silence_`` (1 s slices of
-``_background_noise_/*.wav`` at random gain, 10 %; each noise file's first 80 % feeds
-train, the next 10 % val, the last 10 % test, so no slice is shared between splits), the
-recipe of the dataset's own TensorFlow example. Pretraining uses the 35-word train split.
+V2 (speech_commands_v0.02) has 35 words, V1 (v0.01) 30 (V2 added backward, follow,
+forward, learn, visual); both share the layout. All-words task: the version's words are the
+classes, or the subset ``words`` (then only those folders need to exist). 12 classes: ten
+words, ``_unknown_`` (a seeded sample of the other words, 10 % of the split's word clips)
+and ``_silence_`` (1 s slices of ``_background_noise_/*.wav`` at random gain, 10 %; each
+noise file's first 80 % feeds train, the next 10 % val, the last 10 % test, so no slice is
+shared between splits), the recipe of the dataset's own TensorFlow example. Pretraining uses the 35-word train split.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import logging
 import math
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import soundfile
 
 from ajepa.config import DataConfig, SpeechCommandsTask
 from ajepa.data.datasets import ClipRecord, DatasetLayoutError
-from ajepa.data.sources.base import DatasetSource, Source, TaskSpec, needs_root, register
+from ajepa.data.sources.base import DatasetSource, Source, TaskSpec, needs_root, read_lines, register, require
 
 log = logging.getLogger("ajepa.data")
 
@@ -29,6 +32,10 @@ SPEECH_COMMANDS_WORDS: tuple[str, ...] = (
     "happy", "house", "learn", "left", "marvin", "nine", "no", "off", "on", "one", "right", "seven",
     "sheila", "six", "stop", "three", "tree", "two", "up", "visual", "wow", "yes", "zero",
 )
+SPEECH_COMMANDS_V1_WORDS: tuple[str, ...] = tuple(
+    w for w in SPEECH_COMMANDS_WORDS if w not in ("backward", "follow", "forward", "learn", "visual")
+)
+VERSION_WORDS = {2: SPEECH_COMMANDS_WORDS, 1: SPEECH_COMMANDS_V1_WORDS}
 SPEECH_COMMANDS_10: tuple[str, ...] = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 UNKNOWN, SILENCE = "_unknown_", "_silence_"
 BACKGROUND_NOISE = "_background_noise_"
@@ -38,28 +45,35 @@ SILENCE_HOP_SECONDS = 0.5
 
 
 def speechcommands_source(root: str | os.PathLike, classes: int = 35, clip_seconds: float = 1.0,
-                          seed: int = 0) -> Source:
-    """``root/<word>/<speaker>_nohash_<n>.wav`` + ``validation_list.txt`` + ``testing_list.txt``."""
+                          seed: int = 0, version: int = 2, words: Sequence[str] | None = None) -> Source:
+    """``root/<word>/<speaker>_nohash_<n>.wav`` + ``validation_list.txt`` + ``testing_list.txt``.
+
+    `classes`: 35 (V2) or 30 (V1) for every word of the version (or of `words`), or 12."""
     root = Path(root)
+    every = VERSION_WORDS[version]
+    if words is not None:
+        unknown = sorted(set(words) - set(every))
+        if unknown or not words:
+            raise ValueError(f"words {unknown or '[]'} are not Speech Commands V{version} words; "
+                             f"V{version} has {', '.join(every)}")
+    needed = every if words is None else tuple(w for w in every if w in set(words))
     lists = {}
     for split, name in (("val", "validation_list.txt"), ("test", "testing_list.txt")):
-        path = root / name
-        if not path.is_file():
-            raise DatasetLayoutError(f"Speech Commands split list not found: expected {path}")
-        lists[split] = {line.strip() for line in path.read_text().splitlines() if line.strip()}
-    missing = [root / word for word in SPEECH_COMMANDS_WORDS if not (root / word).is_dir()]
+        path = require(root / name, "Speech Commands split list")
+        lists[split] = {line for line in read_lines(path) if line.split("/")[0] in needed}
+    missing = [root / word for word in needed if not (root / word).is_dir()]
     if missing:
         raise DatasetLayoutError(
-            f"Speech Commands V2 word folder(s) not found: expected {missing[0]}/ "
-            f"({len(missing)} of 35 missing; V2 has {', '.join(SPEECH_COMMANDS_WORDS)})"
+            f"Speech Commands V{version} word folder(s) not found: expected {missing[0]}/ "
+            f"({len(missing)} of {len(needed)} missing; V{version} has {', '.join(every)})"
         )
     extra = [d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
-             and d.name not in SPEECH_COMMANDS_WORDS and d.name != BACKGROUND_NOISE]
+             and d.name not in every and d.name != BACKGROUND_NOISE]
     if extra:
-        log.warning("%s: ignoring folders that are not Speech Commands V2 words: %s", root, sorted(extra))
+        log.warning("%s: ignoring folders that are not Speech Commands V%d words: %s", root, version, sorted(extra))
 
     word_clips: list[tuple[str, str, str]] = []  # (path, word, split)
-    for word in SPEECH_COMMANDS_WORDS:
+    for word in needed:
         for path in sorted((root / word).glob("*.wav")):
             relative = f"{word}/{path.name}"
             split = "val" if relative in lists["val"] else "test" if relative in lists["test"] else "train"
@@ -70,12 +84,14 @@ def speechcommands_source(root: str | os.PathLike, classes: int = 35, clip_secon
         if absent:
             raise DatasetLayoutError(f"{root}: {len(absent)} clips in the {split} list are not on disk, "
                                      f"e.g. expected {root / absent[0]}")
-    if classes == 35:
-        index = {word: i for i, word in enumerate(SPEECH_COMMANDS_WORDS)}
+    if classes == len(every):
+        index = {word: i for i, word in enumerate(needed)}
         records = [ClipRecord(p, (index[w],), split) for p, w, split in word_clips]
-        return Source("speechcommands", records, list(SPEECH_COMMANDS_WORDS), False, root)
-    if classes != 12:
-        raise ValueError(f"Speech Commands has a 35- or a 12-class task, not {classes}")
+        name = "speechcommands" if version == 2 else "speechcommands_v1"
+        return Source(name, records, list(needed), False, root)
+    if classes != 12 or words is not None:
+        raise ValueError(f"Speech Commands V{version} has a {len(every)}-word task (optionally a subset of "
+                         f"words) and a 12-class one, not {classes} classes")
     return _speechcommands_12(root, word_clips, clip_seconds, seed)
 
 
@@ -132,7 +148,8 @@ class SpeechCommands(DatasetSource):
     spec = TaskSpec(clip_seconds=1.0, target_frames=128, metric="acc")
 
     def task_source(self, task: SpeechCommandsTask, data, sample_rate, clip_seconds, skip) -> Source:
-        return speechcommands_source(needs_root(task), task.classes, clip_seconds or 1.0)
+        return speechcommands_source(needs_root(task), task.classes, clip_seconds or 1.0, version=task.version,
+                                     words=task.words)
 
     def pretrain_source(self, data: DataConfig) -> Source:
         return speechcommands_source(data.root, 35).train_only()  # type: ignore[arg-type]
