@@ -107,7 +107,7 @@ def load_runs(uri: str, experiment: str, parent: str = "latest", seeds: Iterable
             f"experiment {experiment!r} not found in {uri} (it has: {', '.join(names) or 'none'}). "
             f"Run the sweep first ({run_hint}) or check tracking.experiment/--tracking-uri."
         )
-    all_runs = _search_all(client, found.experiment_id)
+    all_runs = search_all_runs(client, found.experiment_id)
     sweep_runs = [r for r in all_runs if r.data.tags.get(TAG_ROLE) == ROLE_SWEEP]
     trials = [r for r in all_runs if r.data.tags.get(TAG_ROLE) in (ROLE_TRIAL, ROLE_CONTROL)]
     chosen_parent = _choose_parent(sweep_runs, parent)
@@ -152,10 +152,12 @@ def load_history(runs: pd.DataFrame, key: str = "train/loss", uri: str | None = 
     return history
 
 
-def _search_all(client: "MlflowClient", experiment_id: str) -> list:
+def search_all_runs(client: "MlflowClient", experiment_id: str, filter_string: str = "") -> list:
+    """Every run of an experiment that matches ``filter_string``, page after page (MLflow
+    returns at most 1000 per call). The sweep driver lists a parent's children with it too."""
     runs, token = [], None
     while True:
-        page = client.search_runs([experiment_id], max_results=1000, page_token=token)
+        page = client.search_runs([experiment_id], filter_string=filter_string, max_results=1000, page_token=token)
         runs.extend(page)
         token = page.token
         if not token:

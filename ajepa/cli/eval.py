@@ -16,10 +16,13 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from ajepa.cli.common import fail
 from ajepa.config import (
+    SUITES,
     TASK_KINDS,
     TASK_TYPES,
     ConfigError,
+    SuiteConfig,
     TaskCommon,
     apply_overrides,
     build_config,
@@ -38,6 +41,9 @@ examples:
       finetune.epochs=30 finetune.regularized_masking.mode=drop
   ajepa-eval last.pt --task audioset --data /data/audioset/balanced_train.json \\
       task.test_manifest=/data/audioset/eval.json
+  ajepa-eval last.pt --suite general_audio --data-root /data --out suite.json
+      (each task from /data/<its folder>: ESC-50-master, UrbanSound8K, speech_commands_v0.02,
+      VoxCeleb1, CREMA-D, GTZAN, nsynth; see docs/DATASETS.md; task.* overrides apply to all)
 
 Overrides: `key=value` with keys of the `eval` section (a leading `eval.` is optional),
 `task.<field>` for the task (folds, max_clips, target_frames, esc10, classes, name, ...),
@@ -51,7 +57,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("checkpoint", type=Path, help="pretraining checkpoint, e.g. runs/x/checkpoints/last.pt")
-    parser.add_argument("--task", required=True, choices=TASK_KINDS)
+    parser.add_argument("--task", choices=TASK_KINDS, help="the task (or --suite)")
+    parser.add_argument("--suite", choices=tuple(SUITES), default=None,
+                        help="evaluate a named group of tasks instead of one (needs --data-root)")
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="with --suite: the folder holding each task's dataset under its conventional name")
     parser.add_argument("--data", type=Path, default=None,
                         help="dataset root, or the manifest file of a task that has one ("
                         + ", ".join(k for k, t in TASK_TYPES.items() if "manifest" in t.model_fields) + ")")
@@ -62,7 +72,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides (see below)")
-    return parser.parse_intermixed_args(argv)  # overrides may come before or after options
+    args = parser.parse_intermixed_args(argv)  # overrides may come before or after options
+    if (args.task is None) == (args.suite is None):
+        parser.error("give one of --task NAME or --suite NAME")
+    if args.suite is not None and (args.data is not None or args.data_root is None):
+        parser.error("--suite reads every task from --data-root DIR (each under its folder), not --data")
+    return args
 
 
 def task_from_args(args: argparse.Namespace, task_overrides: dict) -> TaskCommon:
@@ -132,28 +147,71 @@ def _short(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def load_checkpoint_for_eval(args: argparse.Namespace, config_overrides: dict):
+    """(encoder on its device, the checkpoint's config + overrides, device)."""
+    from ajepa.train.checkpoint import load_encoder
+
+    encoder, saved_cfg = load_encoder(args.checkpoint, "target")
+    tree = apply_overrides(dump_config(saved_cfg), config_overrides)
+    if args.encoder is not None:
+        tree["eval"]["encoder"] = args.encoder
+    cfg = build_config(tree, source=f"{args.checkpoint} (saved config) + overrides")
+    if cfg.eval.encoder != "target":
+        encoder, _ = load_encoder(args.checkpoint, cfg.eval.encoder)
+    device = resolve_device(args.device)
+    return encoder.to(device), cfg, device
+
+
+def main_suite(args: argparse.Namespace) -> int:
+    """``--suite``: every task of the suite with one embedding memo (a clip two tasks read
+    alike is encoded once), each task's table, then the suite mean."""
+    started = time.perf_counter()
+    try:
+        config_overrides, task_overrides = split_overrides(args.overrides)
+        suite = SuiteConfig(name=args.suite, data_root=args.data_root,
+                            task={"protocol": args.protocol, **task_overrides})
+        tasks = suite.tasks()
+        from ajepa.eval.run import default_cache, evaluate_task, suite_metrics
+
+        encoder, cfg, device = load_checkpoint_for_eval(args, config_overrides)
+        shared: dict = {}
+        results = [evaluate_task(encoder, task, cfg, cache=default_cache(cfg), device=device, shared=shared)
+                   for task in tasks]
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        print(f"ajepa-eval: {err}", file=sys.stderr)
+        return 2
+    for result in results:
+        print_results(result, args)
+    metrics = {k: v for r in results for k, v in r.metrics.items()} | suite_metrics(suite.name, results)
+    print(f"{suite.name}: mean {metrics[f'eval/suite/{suite.name}/mean']:.4f} over "
+          + ", ".join(f"{r.task} {r.metrics[f'eval/{r.task}/{r.metric}']:.4f}" for r in results))
+    if args.out is not None:
+        payload = {
+            "checkpoint": str(args.checkpoint), "suite": suite.name, "encoder": cfg.eval.encoder,
+            "metrics": metrics, "seconds": time.perf_counter() - started,
+            "tasks": {r.task: {"task": t.model_dump(mode="json"), "metric": r.metric, "metrics": r.metrics}
+                      for r, t in zip(results, tasks)},
+            "eval_config": dump_config(cfg)["eval"],
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(payload, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.suite is not None:
+        return main_suite(args)
     try:
         config_overrides, task_overrides = split_overrides(args.overrides)
         task = task_from_args(args, task_overrides)
         from ajepa.eval.run import default_cache, evaluate_task
-        from ajepa.train.checkpoint import load_encoder
 
-        encoder, saved_cfg = load_encoder(args.checkpoint, "target")
-        tree = apply_overrides(dump_config(saved_cfg), config_overrides)
-        if args.encoder is not None:
-            tree["eval"]["encoder"] = args.encoder
-        cfg = build_config(tree, source=f"{args.checkpoint} (saved config) + overrides")
-        if cfg.eval.encoder != "target":
-            encoder, _ = load_encoder(args.checkpoint, cfg.eval.encoder)
-        device = resolve_device(args.device)
-        encoder = encoder.to(device)
+        encoder, cfg, device = load_checkpoint_for_eval(args, config_overrides)
         started = time.perf_counter()
         result = evaluate_task(encoder, task, cfg, cache=default_cache(cfg), device=device)
     except (ConfigError, FileNotFoundError, ValueError) as err:
-        print(f"ajepa-eval: {err}", file=sys.stderr)
-        return 2
+        return fail("ajepa-eval", err)
     print_results(result, args)
     if args.out is not None:
         payload = {

@@ -16,10 +16,17 @@ import numpy as np
 import torch
 
 from ajepa.audio.features import Frontend
-from ajepa.config import CurriculumMask, load_config
+from ajepa.cli.common import fail
+from ajepa.config import ConfigError, CurriculumMask, load_config
 from ajepa.data.synthetic import render_clip
-from ajepa.masks.figures import (PAPER_MASKS, PAPER_SCHEDULES, draw_curriculum, draw_mask_examples, schedule_label,
-                                 synthetic_spectrogram)
+from ajepa.masks.figures import (
+    PAPER_MASKS,
+    PAPER_SCHEDULES,
+    draw_curriculum,
+    draw_mask_examples,
+    schedule_label,
+    synthetic_spectrogram,
+)
 
 
 def example_spectrogram(cfg) -> tuple[np.ndarray, str]:
@@ -50,7 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     config, overrides = args.config, list(args.overrides)
     if config is not None and "=" in config and not Path(config).exists():
         config, overrides = None, [config, *overrides]  # only overrides were given
-    cfg = load_config(config, overrides)
+    try:
+        cfg = load_config(config, overrides)
+    except ConfigError as err:
+        return fail("ajepa-masks", err)
 
     spec, source = example_spectrogram(cfg)
     configs = dict(PAPER_MASKS)

@@ -9,10 +9,10 @@ it): that import made the cycle data/stats.py <-> data/tasks.py.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from ajepa.audio.features import fbank_settings, write_norm_stats
+from ajepa.cli.common import fail
 from ajepa.config import ConfigError, load_config
 from ajepa.data.stats import compute_norm_stats
 from ajepa.data.tasks import build_pretrain_dataset, pretrain_stats_location
@@ -35,8 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, args.overrides)
     except ConfigError as err:
-        print(f"ajepa-stats: {err}", file=sys.stderr)
-        return 2
+        return fail("ajepa-stats", err)
     dataset = build_pretrain_dataset(cfg, normalise=False)
     mean, std, used = compute_norm_stats(dataset, args.max_clips or None, cfg.data.num_workers)
     target = args.out if args.out is not None else pretrain_stats_location(cfg.data)

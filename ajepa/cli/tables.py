@@ -21,6 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ajepa.cli.common import fail
 from analysis.clips import load_predictions
 from analysis.outputs import write_outputs
 from analysis.paper import available_tables, find_paper
@@ -82,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                                 f"(shipped: {', '.join(available_tables())})")
     except (RunsNotFound, SpecError, KeyError, ValueError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"ajepa-tables: error: {message}", file=sys.stderr)
-        return 2
+        return fail("ajepa-tables", f"error: {message}")
     print(render(report, args.format), end="")
     if args.out is not None:
         written = write_outputs(report, runs, args.out, plots=not args.no_plots)

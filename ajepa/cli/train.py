@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from ajepa.cli.common import fail
 from ajepa.config import ConfigError, load_config
 from ajepa.contracts import PREDICTIONS
 
@@ -38,8 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, args.overrides)
     except ConfigError as err:
-        print(f"ajepa-train: {err}", file=sys.stderr)
-        return 2
+        return fail("ajepa-train", err)
     if args.print_config:
         import yaml
 
@@ -60,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluator = build_evaluator(cfg, predictions_dir=cfg.out_dir / PREDICTIONS)
         summary = Trainer(cfg, callbacks=[progress], evaluator=evaluator).fit()
     except ConfigError as err:
-        print(f"ajepa-train: {err}", file=sys.stderr)
-        return 2
+        return fail("ajepa-train", err)
     (cfg.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in summary.items()}, indent=2))
     print(f"checkpoint, metrics.jsonl, summary.json and per-clip test predictions are in {cfg.out_dir}")

@@ -51,6 +51,7 @@ from ajepa.contracts import (
     TAG_TABLE,
     TAG_TRIAL_ID,
 )
+from analysis.runs import search_all_runs
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -214,14 +215,7 @@ def find_trial_run(client: "MlflowClient", experiment_id: str, parent_run_id: st
 
 
 def child_runs(client: "MlflowClient", experiment_id: str, parent_run_id: str) -> list:
-    out, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], filter_string=f"tags.`{TAG_PARENT}` = '{parent_run_id}'",
-                                  max_results=1000, page_token=token)
-        out.extend(page)
-        token = page.token
-        if not token:
-            return out
+    return search_all_runs(client, experiment_id, f"tags.`{TAG_PARENT}` = '{parent_run_id}'")
 
 
 def close_trial_run(ctx: TrackingContext, trial_key: str, status: str, reason: str | None) -> bool:
