@@ -21,3 +21,10 @@ def test_stats_overrides_after_an_option(tmp_path, synthetic_cache):
     assert code == 0
     stats = json.loads(out.read_text())
     assert stats["std"] > 0 and stats["num_clips"] == 4
+
+
+def test_masks_reports_a_bad_override_in_one_line(tmp_path, capsys):
+    from ajepa.cli.masks import main as masks_main
+
+    assert masks_main(["optim.nope=1", "--out", str(tmp_path)]) == 2
+    assert "ajepa-masks: invalid config" in capsys.readouterr().err
