@@ -261,7 +261,8 @@ class SuiteConfig(StrictModel):
             try:
                 out.append(parse_task({**fields, "root": self.data_root / folder, **self.task}))
             except ValidationError as err:
-                raise ValueError(f"suite {self.name!r}, task {fields['task']!r}: {err}") from None
+                raise ConfigError(format_validation_error(err, f"suite {self.name!r}, task {fields['task']!r}")
+                                  ) from None
         return out
 
 

@@ -8,7 +8,14 @@ functions behind ``ajepa-eval``.
   every ``eval.every_steps``); ``None`` when ``eval.tasks`` is empty.
 
 Linear probes extract embeddings once per task: a clip that appears in several folds
-(ESC-50: every clip is in one test fold and four training folds) is encoded once.
+(ESC-50: every clip is in one test fold and four training folds) is encoded once; with a
+``shared`` dict (one per encoder state), also once across the tasks of one evaluation
+(ESC-10 beside ESC-50, Speech Commands 12 beside 35).
+
+Suites (``eval.suite``, ``ajepa-eval --suite``): a named group of tasks
+(``ajepa.config.SUITES``) evaluated together; besides each task's metrics they report
+``eval/suite/<name>/mean``, the mean of every task's main metric (acc or mAP) — see
+:func:`evaluation_tasks` and :func:`suite_metrics`.
 
 Per-clip test outcomes: :func:`probe_encoder` / :func:`finetune_encoder` fill an optional
 ``predictions`` list with one row per test clip (fold, clip id, true label, predicted label,
@@ -65,6 +72,7 @@ class TaskResult:
     folds: list[FoldReport] = field(default_factory=list)
     seconds: float = 0.0
     predictions: list[dict[str, Any]] = field(default_factory=list)  # PREDICTION_COLUMNS per test clip
+    metric: str = ""  # the task's main metric (acc or map): eval/<task>/<metric> enters a suite's mean
 
 
 # --------------------------------------------------------------------------- per-clip test outcomes
@@ -254,10 +262,16 @@ def task_data_key(task_data, task: EvalTask | None = None, digest_folder: Path |
 
 def embed_task(
     encoder: torch.nn.Module, task_data, eval_cfg: EvalConfig, device: torch.device | str | None = None,
+    shared: dict | None = None,
 ) -> dict[tuple[str, str], Embeddings]:
-    """``{(fold name, split): Embeddings}`` with every distinct clip encoded once."""
+    """``{(fold name, split): Embeddings}`` with every distinct clip encoded once.
+
+    ``shared``: clip key -> pooled features, filled and read across the tasks of one
+    evaluation of one encoder state (never across encoder updates: the caller makes a new
+    dict per evaluation), so a clip two tasks read alike is encoded once."""
     splits = _split_datasets(task_data)
     picks: list[tuple[Dataset, int]] = []
+    keys: list[Any] = []
     where: dict[Any, int] = {}
     rows: dict[tuple[str, str], list[int]] = {}
     for fold_name, split, dataset in splits:
@@ -268,11 +282,15 @@ def embed_task(
             if key not in where:
                 where[key] = len(picks)
                 picks.append((dataset, i))
+                keys.append(key)
             positions.append(where[key])
         rows[(fold_name, split)] = positions
     probe = eval_cfg.probe
-    everything = extract_embeddings(encoder, _Picks(picks), probe.pooling, probe.avg_last_k,
-                                    eval_cfg.batch_size, device)
+    if shared is None:
+        everything = extract_embeddings(encoder, _Picks(picks), probe.pooling, probe.avg_last_k,
+                                        eval_cfg.batch_size, device)
+    else:
+        everything = _embed_with_shared(encoder, picks, keys, eval_cfg, device, shared)
     out = {}
     for (fold_name, split), positions in rows.items():
         part = everything.take(np.asarray(positions, dtype=np.int64))
@@ -282,15 +300,40 @@ def embed_task(
     return out
 
 
+def _embed_with_shared(encoder, picks: list[tuple[Dataset, int]], keys: list[Any], eval_cfg: EvalConfig,
+                       device, shared: dict) -> Embeddings:
+    """Embeddings of ``picks``, encoding only clips whose key ``shared`` lacks (then adding them).
+    Labels always come from this task's own datasets: tasks sharing a clip differ in classes."""
+    todo = [j for j, key in enumerate(keys) if key not in shared]
+    if todo:
+        probe = eval_cfg.probe
+        fresh = extract_embeddings(encoder, _Picks([picks[j] for j in todo]), probe.pooling, probe.avg_last_k,
+                                   eval_cfg.batch_size, device)
+        for row, j in enumerate(todo):
+            if isinstance(keys[j][0], (str, tuple)):  # a real clip key, not a (dataset id, i) stand-in
+                shared[keys[j]] = fresh.features[row]
+        found = {j: fresh.features[row] for row, j in enumerate(todo)}
+    else:
+        found = {}
+    features = np.stack([found[j] if j in found else shared[keys[j]] for j in range(len(picks))])
+    labels_of: dict[int, np.ndarray] = {}
+    labels = []
+    for dataset, i in picks:
+        if id(dataset) not in labels_of:
+            labels_of[id(dataset)] = np.asarray(dataset.labels)
+        labels.append(labels_of[id(dataset)][i])
+    return Embeddings(features, np.stack(labels), np.arange(len(picks), dtype=np.int64))
+
+
 def cached_task_embeddings(
     encoder: torch.nn.Module, task_data, eval_cfg: EvalConfig, cache: EmbeddingCache | None,
-    task: EvalTask | None = None, device: torch.device | str | None = None,
+    task: EvalTask | None = None, device: torch.device | str | None = None, shared: dict | None = None,
 ) -> dict[tuple[str, str], Embeddings]:
     """:func:`embed_task`, read from / written to ``cache`` when one is given."""
     data_key = (None if cache is None or cache.folder is None
                 else task_data_key(task_data, task, cache.folder / "digests"))
     if data_key is None:
-        return embed_task(encoder, task_data, eval_cfg, device)
+        return embed_task(encoder, task_data, eval_cfg, device, shared)
     key = EmbeddingCache.key(encoder_fingerprint(encoder), data_key, eval_cfg.probe.pooling,
                              eval_cfg.probe.avg_last_k)
     stored = cache.load(key)
@@ -301,7 +344,7 @@ def cached_task_embeddings(
         return {fs: Embeddings(stored.features[offsets[j]:offsets[j + 1]], stored.labels[offsets[j]:offsets[j + 1]],
                                np.arange(offsets[j + 1] - offsets[j], dtype=np.int64))
                 for j, fs in enumerate(splits)}
-    out = embed_task(encoder, task_data, eval_cfg, device)
+    out = embed_task(encoder, task_data, eval_cfg, device, shared)
     parts = [out[fs] for fs in splits]
     offsets = np.cumsum([0] + [len(p) for p in parts]).astype(np.int64)
     packed = Embeddings(np.concatenate([p.features for p in parts]), np.concatenate([p.labels for p in parts]), offsets)
@@ -316,14 +359,16 @@ def probe_encoder(
     encoder: torch.nn.Module, task_data, eval_cfg: EvalConfig, *, seed: int = 0, prefix: str | None = None,
     cache: EmbeddingCache | None = None, task: EvalTask | None = None, device: torch.device | str | None = None,
     details: list[FoldReport] | None = None, predictions: list[dict[str, Any]] | None = None,
+    shared: dict | None = None,
 ) -> dict[str, float]:
     """Linear-probe metrics ``eval/<prefix>/...`` of a frozen encoder on a built task.
 
     ``details``, when a list is given, receives one :class:`FoldReport` per fold;
-    ``predictions`` one row per test clip (:func:`prediction_rows`).
+    ``predictions`` one row per test clip (:func:`prediction_rows`); ``shared`` as in
+    :func:`embed_task`.
     """
     prefix = prefix or task_prefix(task, task_data)
-    embeddings = cached_task_embeddings(encoder, task_data, eval_cfg, cache, task, device)
+    embeddings = cached_task_embeddings(encoder, task_data, eval_cfg, cache, task, device, shared)
     root = task_clip_root(task_data) if predictions is not None else None
     per_fold, names = [], []
     for position, fold in enumerate(task_data.folds):
@@ -398,9 +443,10 @@ def default_cache(cfg: TrainConfig) -> EmbeddingCache:
 
 def evaluate_task(
     encoder: torch.nn.Module, task: EvalTask, cfg: TrainConfig, *, task_data=None,
-    cache: EmbeddingCache | None = None, device: torch.device | str | None = None,
+    cache: EmbeddingCache | None = None, device: torch.device | str | None = None, shared: dict | None = None,
 ) -> TaskResult:
-    """Run ``task.protocol`` on ``task`` (built from ``cfg`` unless ``task_data`` is given)."""
+    """Run ``task.protocol`` on ``task`` (built from ``cfg`` unless ``task_data`` is given);
+    ``shared`` (linear probes) as in :func:`embed_task`."""
     started = time.perf_counter()
     if task_data is None:
         task_data = build_task_data(task, cfg)
@@ -409,14 +455,35 @@ def evaluate_task(
     rows: list[dict[str, Any]] = []
     if task.protocol == "linear":
         metrics = probe_encoder(encoder, task_data, cfg.eval, seed=seed, cache=cache, task=task, device=device,
-                                details=folds, predictions=rows)
+                                details=folds, predictions=rows, shared=shared)
     elif task.protocol == "finetune":
         metrics = finetune_encoder(encoder, task_data, cfg.eval, seed=seed, task=task, device=device, details=folds,
                                    predictions=rows)
     else:
         raise ValueError(f"unknown eval protocol {task.protocol!r}: choose linear or finetune")
     return TaskResult(task_prefix(task, task_data), task.protocol, metrics, folds, time.perf_counter() - started,
-                      predictions=rows)
+                      predictions=rows, metric=task_data.metric)
+
+
+# --------------------------------------------------------------------------- suites
+
+
+def evaluation_tasks(eval_cfg: EvalConfig) -> list[EvalTask]:
+    """``eval.tasks`` followed by the tasks of ``eval.suite`` (if any) that are not already
+    listed: a suite task equal to a listed one is evaluated once and counts for both.
+    Metric prefixes must stay distinct (a listed task of the same name but other settings
+    is refused by :func:`build_evaluator`: give one of them a ``name``)."""
+    tasks = list(eval_cfg.tasks)
+    if eval_cfg.suite is not None:
+        tasks += [t for t in eval_cfg.suite.tasks() if t not in tasks]
+    return tasks
+
+
+def suite_metrics(name: str, results: list[TaskResult]) -> dict[str, float]:
+    """``eval/suite/<name>/mean``: the unweighted mean over the suite's tasks of each task's
+    main metric (``eval/<task>/acc`` or ``/map``, itself a mean over folds for CV tasks)."""
+    scores = [r.metrics[f"eval/{r.task}/{r.metric}"] for r in results]
+    return {f"eval/suite/{name}/mean": float(np.mean(scores))} if scores else {}
 
 
 def build_evaluator(
@@ -430,9 +497,11 @@ def build_evaluator(
     every evaluation (re)writes ``<predictions_dir>/<task>.csv``: the per-clip test outcome
     of the latest evaluation, with its step.
     """
-    if not cfg.eval.tasks:
+    tasks = evaluation_tasks(cfg.eval)
+    if not tasks:
         return None
-    names = [task_prefix(t) for t in cfg.eval.tasks]
+    suite_names = set() if cfg.eval.suite is None else {task_prefix(t) for t in cfg.eval.suite.tasks()}
+    names = [task_prefix(t) for t in tasks]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(
@@ -447,14 +516,20 @@ def build_evaluator(
         encoder = encoders[which]
         device = next(encoder.parameters()).device
         metrics: dict[str, float] = {}
+        shared: dict = {}  # this encoder state's embeddings, shared across tasks
+        in_suite = []
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            for position, task in enumerate(cfg.eval.tasks):
+            for position, task in enumerate(tasks):
                 if position not in built:
                     built[position] = build_task_data(task, cfg)
-                result = evaluate_task(encoder, task, cfg, task_data=built[position], device=device)
+                result = evaluate_task(encoder, task, cfg, task_data=built[position], device=device, shared=shared)
                 metrics.update(result.metrics)
+                if result.task in suite_names:
+                    in_suite.append(result)
                 if predictions_dir is not None and result.predictions:
                     write_predictions(Path(predictions_dir) / f"{result.task}.csv", result.predictions, step)
+        if cfg.eval.suite is not None:
+            metrics.update(suite_metrics(cfg.eval.suite.name, in_suite))
         return metrics
 
     return evaluator
@@ -464,4 +539,5 @@ __all__ = [
     "FoldReport", "PREDICTION_COLUMNS", "TaskResult", "build_evaluator", "clip_ids", "prediction_rows",
     "write_predictions", "build_task_data", "embed_task", "evaluate_task",
     "finetune_encoder", "probe_encoder", "task_prefix", "default_cache", "cached_task_embeddings",
+    "evaluation_tasks", "suite_metrics",
 ]

@@ -173,14 +173,15 @@ def cv_folds(records: Sequence[ClipRecord], folds: Sequence[int]) -> dict[str, d
 def group_splits(groups: Sequence[str], fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
                  seed: int = 0) -> dict[str, str]:
     """Group (speaker) -> split, every group in one split: the sorted distinct groups are
-    shuffled by ``numpy.random.RandomState(seed)`` and cut at ``int(cumulative share * n)``
+    shuffled by ``numpy.random.RandomState(seed)`` and cut at ``floor(cumulative share * n)``
     (the rule of TensorFlow Datasets' CREMA-D builder, so the split is a pure function of
     the group ids and reproducible anywhere)."""
     distinct = sorted(set(groups))
     np.random.RandomState(seed).shuffle(distinct)
-    n, out, low = len(distinct), {}, 0.0
-    for split, share in zip(SPLIT_NAMES, fractions):
-        start, low = int(low * n), low + share
-        end = n if split == SPLIT_NAMES[-1] else int(low * n)
+    n, out = len(distinct), {}
+    # cumulative shares as exact cut points (0.7 + 0.1 is 0.7999... in floats, which would
+    # empty val for 10 groups; the same cuts as TFDS for CREMA-D's 91 actors)
+    cuts = [0] + [int(np.floor(sum(fractions[:k + 1]) * n + 1e-9)) for k in range(len(fractions) - 1)] + [n]
+    for split, start, end in zip(SPLIT_NAMES, cuts, cuts[1:]):
         out.update({group: split for group in distinct[start:end]})
     return out
