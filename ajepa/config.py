@@ -646,8 +646,20 @@ LOSS_KINDS = union_choices(LossConfig, "kind")
 
 
 class TargetConfig(StrictModel):
-    norm: Literal["layer_norm", "patch_zscore", "batch_norm", "none"] = "layer_norm"
+    norm: Literal["layer_norm", "patch_zscore", "batch_norm", "none"] = Field(
+        "layer_norm",
+        description="'layer_norm': each target token standardised over its features (I-JEPA / A-JEPA; Riou et "
+        "al. 2024's per-patch norm_pix_loss); 'patch_zscore': each feature channel standardised over the "
+        "clip's target tokens; 'batch_norm': over the batch's; 'none'",
+    )
     avg_last_k: int = Field(1, ge=1, description="average the last k target-encoder layers")
+    input: Literal["full", "targets_only"] = Field(
+        "full",
+        description="what the target encoder sees: 'full' = the whole spectrogram, targets picked from its "
+        "output (I-JEPA / A-JEPA; masking in latent space); 'targets_only' = only the target patches, one "
+        "pass per mask (Riou et al. 2024's mask_targets, M2D; masking in input space). A patch in two "
+        "target blocks is encoded once (its copy is hidden from attention)",
+    )
 
 
 class EMAConfig(StrictModel):

@@ -25,6 +25,7 @@ class AJEPA(nn.Module):
         self.predictor = predictor_from_config(cfg.model, grid)
         self.objective = JEPAObjective(cfg.loss, cfg.target)
         self.avg_last_k = cfg.target.avg_last_k
+        self.target_input = cfg.target.input
 
     def train(self, mode: bool = True) -> "AJEPA":
         super().train(mode)
@@ -32,18 +33,35 @@ class AJEPA(nn.Module):
         return self
 
     @torch.no_grad()
-    def targets(self, spec: torch.Tensor, target_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised target-encoder features of the full spectrogram: those at the target
-        positions [B*M, T, D] and their mean over all patches of each clip [B, D].
+    def targets(self, spec: torch.Tensor, target_idx: torch.Tensor,
+                target_block: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised target-encoder features at the target positions [B*M, T, D] and each
+        row's clip-level mean [B*M, D] (what the utterance loss compares the context with).
 
-        The target encoder runs once per clip; with M masks per clip (``target_idx`` has
-        M rows per clip) its features are shared by the clip's M rows.
+        ``target.input = full``: the target encoder sees the whole spectrogram, once per clip
+        (with M masks per clip, ``target_idx`` has M rows per clip that share its features);
+        the mean is over all patches. ``targets_only``: it sees only each row's target
+        patches (Riou et al. 2024), so it runs once per row; the mean is over those patches.
+        With several blocks (``target_block`` given) a patch may be listed twice: the copy
+        is hidden from attention, so it changes nothing and comes out equal to the original.
         """
+        views = masks_per_clip(spec, target_idx)  # checks the row count
+        if self.target_input == "targets_only":
+            clips = spec.repeat_interleave(views, dim=0) if views > 1 else spec
+            first = None if target_block is None else first_occurrence(target_idx)
+            h = self.target_encoder(clips, keep_idx=target_idx, key_keep=first, num_layers_out=self.avg_last_k)
+            h = self.objective.normalise_target(h)
+            if first is None:
+                return h, h.mean(1)
+            weight = first.to(h.dtype)[..., None]
+            return h, (h * weight).sum(1) / weight.sum(1)
         h = self.objective.normalise_target(self.target_encoder(spec, num_layers_out=self.avg_last_k))
-        masks_per_clip(spec, target_idx)  # checks the row count
         # a clip's M rows of indices gathered at once, instead of copying its features M times
         rows = gather_tokens(h, target_idx.reshape(spec.shape[0], -1))
-        return rows.reshape(target_idx.shape[0], target_idx.shape[1], h.shape[-1]), h.mean(1)
+        clip_mean = h.mean(1)
+        if views > 1:
+            clip_mean = clip_mean.repeat_interleave(views, dim=0)
+        return rows.reshape(target_idx.shape[0], target_idx.shape[1], h.shape[-1]), clip_mean
 
     def forward(
         self,
@@ -60,12 +78,12 @@ class AJEPA(nn.Module):
         masks, see ``ajepa.masks.MaskCollator``): the context encoder and predictor then
         run on every row and the loss averages over all of them.
         """
-        targets, clip_targets = self.targets(spec, target_idx)
+        targets, clip_targets = self.targets(spec, target_idx, target_block)
         views = masks_per_clip(spec, context_idx)
         context = self.context_encoder(spec.repeat_interleave(views, dim=0) if views > 1 else spec,
                                        keep_idx=context_idx)
         prediction = self.predictor(context, context_idx, target_idx, target_block, num_blocks)
-        terms = self.objective(prediction, targets, context, clip_targets.repeat_interleave(views, dim=0))
+        terms = self.objective(prediction, targets, context, clip_targets)
         return terms, targets
 
     @torch.no_grad()
@@ -74,6 +92,13 @@ class AJEPA(nn.Module):
         target = list(self.target_encoder.parameters())
         online = list(self.context_encoder.parameters())
         torch._foreach_lerp_(target, online, 1.0 - momentum)
+
+
+def first_occurrence(index: torch.Tensor) -> torch.Tensor:
+    """BoolTensor like ``index`` [R, T]: True where the entry is the first of its value in its row."""
+    same = index[:, :, None] == index[:, None, :]  # [R, T, T]
+    earlier = torch.ones(index.shape[1], index.shape[1], dtype=torch.bool, device=index.device).tril(-1)
+    return ~(same & earlier).any(-1)
 
 
 def masks_per_clip(spec: torch.Tensor, index: torch.Tensor) -> int:

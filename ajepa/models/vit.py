@@ -85,8 +85,9 @@ class SpectrogramViT(nn.Module):
     ``forward(spec, keep_idx, key_keep, num_layers_out)``:
     - ``keep_idx [B, K]`` — encode only these patches (the JEPA context); positions are
       added before selection, so each token keeps its place in the grid.
-    - ``key_keep [B, N]`` (bool) — False marks tokens that no token may attend to
-      (A-JEPA's regularized masking); their outputs come from attending to others.
+    - ``key_keep [B, N]`` (bool; ``[B, K]``, over the kept tokens, with ``keep_idx``) —
+      False marks tokens that no token may attend to (A-JEPA's regularized masking; a
+      repeated target patch in ``AJEPA.targets``); their outputs come from attending to others.
     - ``num_layers_out = k`` — return the average of the last k blocks' normed outputs.
     """
 
