@@ -2,13 +2,19 @@
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from ajepa.config import load_config
+from ajepa.masks import build_mask_sampler
 from ajepa.models import AJEPA
 from ajepa.models.jepa import first_occurrence
+from ajepa.sweep.spec import load_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "experiments" / "riou2024_vitb.yaml"
+STUDY_SWEEPS = ["num_blocks", "encoder_capacity", "riou2024_masking", "riou2024_ratio", "riou2024_predictor",
+                "riou2024_duration", "target_input"]
 TINY = ["model.preset=tiny", "frontend.target_frames=128"]  # an 8 x 8 grid
 
 
@@ -83,6 +89,57 @@ def test_targets_only_runs_once_per_mask_and_trains():
 def test_the_default_target_input_is_unchanged():
     assert load_config(None).target.input == "full"
     assert load_config(ROOT / "experiments" / "tiny.yaml").target.input == "full"
+
+
+def test_recipe_is_riou2024_as_their_configs_set_it():
+    """experiments/riou2024_vitb.yaml against configs/model/vision_transformer.yaml,
+    configs/data/audioset.yaml and configs/trainer/default.yaml of SonyCSLParis/audio-representations."""
+    cfg = load_config(RECIPE)
+    assert cfg.grid == (5, 13)  # 80 x 208 in 16 x 16 patches
+    assert (cfg.frontend.num_mel_bins, cfg.frontend.target_frames, cfg.model.patch_size) == (80, 208, (16, 16))
+    m = cfg.model
+    assert (m.encoder_depth, m.encoder_dim, m.encoder_heads) == (12, 768, 12)
+    assert (m.predictor_depth, m.predictor_dim, m.predictor_heads) == (8, 512, 16)
+    assert cfg.masking.strategy == "random" and cfg.masking.ratio == 0.6
+    assert cfg.target.input == "targets_only" and cfg.target.norm == "layer_norm"
+    assert cfg.loss.kind == "smooth_l1" and cfg.loss.beta == 1.0
+    assert (cfg.ema.start, cfg.ema.end, cfg.ema.schedule) == (0.99995, 0.99999, "linear")
+    o = cfg.optim
+    assert (o.lr, o.scale_lr, o.batch_size, o.weight_decay, o.warmup, o.epochs) == (3e-4, True, 2048, 0.05, 20, 300)
+    assert (o.betas, o.grad_clip, o.min_lr) == ((0.9, 0.95), 3.0, 0.0)
+    assert cfg.data.kind == "audioset" and cfg.eval.encoder == "context"
+
+
+@pytest.mark.parametrize("name", STUDY_SWEEPS)
+@pytest.mark.parametrize("base", [None, RECIPE])
+def test_study_sweeps_validate_on_the_tiny_and_the_study_base(name, base):
+    """Every trial of every new sweep is a valid config on the spec's (tiny) base and on
+    the study's recipe (`ajepa-sweep SPEC --base experiments/riou2024_vitb.yaml --gpus-per-trial 1`)."""
+    spec = load_sweep(ROOT / "sweeps" / f"{name}.yaml", base=base, resources={"gpu": 1} if base else None)
+    assert spec.trials
+    for trial in spec.trials:
+        cfg = trial.config()
+        # the mask it asks for exists on its grid (e.g. frequency strips on 5 rows)
+        batch = build_mask_sampler(cfg.masking, cfg.grid).sample_batch(torch.Generator().manual_seed(0), 4)
+        assert batch.sample_mask(0).targets
+
+
+def test_riou2024_table_holds_the_numbers_of_their_results_figure():
+    """analysis/paper/riou2024_duration.csv = images/results.png of their repository (their rows only)."""
+    from analysis.paper import paper_table
+
+    table = paper_table("riou2024_duration")
+    assert list(table.columns) == ["ESC-50 acc", "US8K acc", "SPCV2 acc", "VC1 acc", "CREMA-D acc", "GTZAN acc",
+                                   "NSynth acc", "Surge acc"]
+    assert table.to_dict("split")["data"] == [
+        [89.3, 87.2, 94.9, 60.8, 72.2, 82.1, 76.8, 42.8],
+        [89.8, 86.5, 94.6, 61.7, 72.6, 84.3, 75.6, 42.0],
+        [90.0, 87.7, 92.8, 63.6, 70.8, 86.9, 74.9, 41.1],
+    ]
+    assert list(table.index) == [f"d = {d} s" for d in ("2.1", "3.2", "6.4")]
+    assert table.attrs["source"].startswith("Riou et al. 2024 (arXiv:2405.08679)")
+    trials = load_sweep(ROOT / "sweeps" / "riou2024_duration.yaml").trials
+    assert {t.labels["duration"] for t in trials if not t.is_control} == set(table.index)
 
 
 def test_targets_only_step_compiles_as_one_graph():
