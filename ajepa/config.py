@@ -22,6 +22,9 @@ from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origi
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from ajepa.contracts import load_yaml, read_yaml_mapping, yaml_problem
+from ajepa.io_utils import atomic_write_text
+
 
 class StrictModel(BaseModel):
     """Base for config sections: unknown keys are errors, assignments are validated, and no
@@ -38,13 +41,6 @@ def union_choices(union: Any, tag: str) -> tuple[str, ...]:
     the choice list of a design axis, derived from its declared types, never written twice."""
     members = get_args(get_args(union)[0]) if get_origin(union) is Annotated else get_args(union)
     return tuple(get_args(member.model_fields[tag].annotation)[0] for member in members)
-
-
-def _check_range(name: str, value: Range, low: float, high: float) -> Range:
-    a, b = value
-    if not (low <= a <= b <= high):
-        raise ValueError(f"{name} must satisfy {low} <= min <= max <= {high}, got {value}")
-    return value
 
 
 # --------------------------------------------------------------------------- datasets
@@ -275,7 +271,8 @@ class SyntheticConfig(StrictModel):
     num_clips: int = Field(600, ge=10, description="clips in the whole set (train+val+test)")
     seed: int = 0
     snr_db: Range = (0.0, 20.0)
-    num_classes: int = Field(12, ge=2, le=12, description="event classes used (the first N of ajepa.data.synthetic.CLASS_NAMES)")
+    num_classes: int = Field(
+        12, ge=2, le=12, description="event classes used (the first N of ajepa.data.synthetic.CLASS_NAMES)")
     distractor_prob: float = Field(0.5, ge=0, le=1, description="chance of a quieter event of another class in a clip")
     cache: bool = Field(True, description="cache generated clips as .npy under data.cache_dir")
 
@@ -853,7 +850,13 @@ def parse_override(item: str) -> tuple[str, Any]:
     key = key.strip()
     if not key:
         raise ConfigError(f"override {item!r} has an empty key")
-    return key, yaml.safe_load(raw) if raw.strip() else None
+    if not raw.strip():
+        return key, None
+    try:
+        return key, load_yaml(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {item!r}: the value is not valid YAML ({yaml_problem(err)}); quote it, "
+                          f"e.g. {key}='\"{raw}\"'") from None
 
 
 def set_dotted(tree: dict, dotted: str, value: Any) -> None:
@@ -938,15 +941,13 @@ def build_config(tree: dict, source: str = "<dict>") -> TrainConfig:
 
 
 def read_yaml(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(tree, dict):
-        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(tree).__name__}")
+    """An experiment file's mapping (the project's one YAML loader: duplicate keys are
+    refused naming both lines). An empty file is refused: it would silently start the
+    paper's 300-epoch ViT-B defaults."""
+    tree = read_yaml_mapping(path, ConfigError, "config file", "a mapping of sections")
+    if not tree:
+        raise ConfigError(f"{path}: the file sets nothing, which would run the paper's ViT-B defaults for "
+                          "300 epochs; start from experiments/tiny.yaml or experiments/paper_vitb.yaml")
     return tree
 
 
@@ -976,12 +977,7 @@ def dump_config(cfg: TrainConfig) -> dict:
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
     """Write the config as YAML atomically (a kill mid-write leaves the old file whole)."""
-    import os
-
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(yaml.safe_dump(dump_config(cfg), sort_keys=False))
-    os.replace(tmp, path)
+    atomic_write_text(path, yaml.safe_dump(dump_config(cfg), sort_keys=False))
 
 
 def total_steps(cfg: OptimConfig, steps_per_epoch: int) -> int:
@@ -1012,13 +1008,3 @@ def warmup_clip_note(cfg: OptimConfig, steps_per_epoch: int) -> str | None:
         return None
     return (f"warning: optim.warmup={cfg.warmup:g} {unit} is not shorter than the run ({total} steps): "
             f"warming up for {used} steps (10 % of the run); set optim.warmup to choose")
-
-
-def default_tracking_uri(storage: str | Path) -> str:
-    """Absolute SQLite MLflow URI under a sweep storage folder.
-
-    Absolute because Ray trials run in another working directory and MLflow 3 resolves a
-    relative URI (and refuses ``./mlruns``) against that directory.
-    """
-    path = Path(storage).expanduser().resolve() / "mlflow.db"
-    return f"sqlite:///{path}"

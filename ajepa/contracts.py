@@ -135,6 +135,14 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=YamlLoader)  # noqa: S506 - YamlLoader is a SafeLoader
 
 
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """One line for a YAML error: the problem and where (PyYAML's own text spans lines and
+    calls the file "<unicode string>")."""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    mark = getattr(err, "problem_mark", None)
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else problem
+
+
 def read_yaml_mapping(path: str | Path, error: type[Exception] = ValueError, what: str = "file",
                       top_level: str = "a mapping") -> dict:
     """The mapping at the top of a YAML file; every problem is ``error`` naming the file.
@@ -148,7 +156,7 @@ def read_yaml_mapping(path: str | Path, error: type[Exception] = ValueError, wha
     try:
         tree = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise error(f"{path}: not valid YAML: {err}") from None
+        raise error(f"{path}: not valid YAML: {yaml_problem(err)}") from None
     if not isinstance(tree, dict):
         raise error(f"{path}: the top level must be {top_level}, got {type(tree).__name__}")
     return tree

@@ -89,3 +89,22 @@ def test_a_warmup_longer_than_a_shortened_run_is_clipped_with_a_note():
 def test_non_finite_numbers_are_refused(value):
     with pytest.raises(ConfigError, match=r"optim\.lr: Input should be a finite number"):
         load_config(None, [f"optim.lr={value}"])
+
+
+def test_an_empty_experiment_file_is_refused(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("# nothing here yet\n")
+    with pytest.raises(ConfigError, match=r"empty\.yaml: the file sets nothing.*experiments/tiny\.yaml"):
+        load_config(path)
+
+
+def test_duplicate_keys_in_an_experiment_file_are_refused(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("optim:\n  lr: 1.0e-3\n  steps: 10\n  lr: 2.0e-3\n")
+    with pytest.raises(ConfigError, match=r"dup\.yaml.*'lr'.*line 2.*line 4"):
+        load_config(path)
+
+
+def test_an_override_that_is_not_yaml_names_itself():
+    with pytest.raises(ConfigError, match=r"override 'optim\.lr=\[1e-3': the value is not valid YAML"):
+        load_config(None, ["optim.lr=[1e-3"])
