@@ -4,7 +4,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install benchmarks clean
+.PHONY: demo test lint tables ui install benchmarks clean
+
+SPEC ?= sweeps/masking.yaml
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +19,17 @@ install: $(STAMP)
 demo: $(STAMP)  ## the main job: the masking ablation sweep on the built-in synthetic data
 	$(VENV)/bin/ajepa-sweep sweeps/masking.yaml
 
-test: $(STAMP)  ## the whole test suite (CPU, a few minutes)
+test: $(STAMP) lint  ## the lint check, then the whole test suite (CPU, a few minutes)
 	$(PY) -m pytest -q
+
+lint: $(STAMP)  ## ruff (config in pyproject.toml); `ruff check --fix` repairs import order
+	$(VENV)/bin/ruff check
+
+tables: $(STAMP)  ## the ablation table of a finished sweep: make tables [SPEC=sweeps/loss.yaml]
+	$(VENV)/bin/ajepa-tables $(SPEC)
+
+ui: $(STAMP)  ## the MLflow UI on the sweeps' store, at http://127.0.0.1:5000
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/runs/sweeps/mlflow.db --host 127.0.0.1
 
 benchmarks: $(STAMP)
 	$(PY) benchmarks/train_step.py

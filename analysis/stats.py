@@ -33,8 +33,7 @@ from scipy import stats
 
 from analysis.clips import clip_comparison, clip_pairs, task_of
 from analysis.runs import FINISHED, METRIC_PREFIX, Axis
-from analysis.tables import (CONTROL_ROW, ROW, axes_of, find_row, latest_attempts, metric_mode, metric_names,
-                             table_rows)
+from analysis.tables import CONTROL_ROW, ROW, axes_of, find_row, latest_attempts, metric_mode, metric_names, table_rows
 
 REFERENCE = "reference"
 CONTROL = "control"
@@ -203,7 +202,7 @@ def _adjust(block: list[dict], correction: str, key: str = "p_value", out: str =
     if correction != "holm":
         raise ValueError(f"correction must be 'holm' or 'none', got {correction!r}")
     m, running = len(tested), 0.0
-    for rank, line in enumerate(sorted(tested, key=lambda l: l[key])):
+    for rank, line in enumerate(sorted(tested, key=lambda row: row[key])):
         running = max(running, min(1.0, (m - rank) * line[key]))
         line[out] = running
 

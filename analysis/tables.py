@@ -198,7 +198,7 @@ def ablation_table(runs: pd.DataFrame, metrics: list[str] | None = None, axes: l
             record[(metric, "n")] = len(values)
         record.update(_trial_counts(mine, seeds, metrics))
         records.append((label, record))
-    table = pd.DataFrame([r for _, r in records], index=pd.Index([l for l, _ in records], name=ROW))
+    table = pd.DataFrame([r for _, r in records], index=pd.Index([label for label, _ in records], name=ROW))
     table.columns = pd.MultiIndex.from_tuples(table.columns) if len(table.columns) else table.columns
     for metric in metrics:
         means = table[(metric, "mean")]

@@ -31,9 +31,9 @@ import torch
 
 from ajepa.config import ESC50Task, load_config
 from ajepa.data.tasks import build_task
+from ajepa.eval.embeddings import EmbeddingCache
 from ajepa.eval.metrics import aggregate_folds
 from ajepa.eval.probe import probe_fold
-from ajepa.eval.embeddings import EmbeddingCache
 from ajepa.eval.run import cached_task_embeddings
 from ajepa.models.vit import encoder_from_config
 

@@ -538,7 +538,7 @@ def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
 
 def print_summary(rows: list[dict], versions: dict[str, str], per_package: dict[str, int], out: Path) -> None:
     print(f"{'class':<14}{'clips':>6}{'groups':>8}{'packages':>10}   per fold")
-    for target, category in enumerate(CLASSES):
+    for category in CLASSES:
         mine = [r for r in rows if r["category"] == category]
         groups = {r["src_file"] for r in mine}
         packages = {r["src_file"].split("_", 1)[0] for r in mine}

@@ -343,7 +343,6 @@ def test_synthetic_pretraining_and_its_first_use_stats_read_the_cache(tmp_path):
 
 
 def test_task_folds_share_entries_and_max_clips_limits_the_build(tmp_path, monkeypatch):
-    records = []
     rows = ["filename,fold,target,category,esc10,src_file,take"]
     for fold in range(1, 6):
         for target in (0, 1):

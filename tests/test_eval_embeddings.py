@@ -11,7 +11,11 @@ from ajepa.audio.features import Frontend
 from ajepa.config import EvalConfig, FrontendConfig
 from ajepa.data.datasets import ClipDataset, ClipRecord, WaveArray
 from ajepa.eval.embeddings import (
-    EmbeddingCache, Embeddings, encoder_fingerprint, extract_embeddings, pool_tokens,
+    EmbeddingCache,
+    Embeddings,
+    encoder_fingerprint,
+    extract_embeddings,
+    pool_tokens,
 )
 from ajepa.eval.run import cached_task_embeddings, embed_task
 from ajepa.models.vit import SpectrogramViT

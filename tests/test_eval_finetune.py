@@ -6,7 +6,13 @@ import torch
 
 from ajepa.config import FinetuneConfig, RegularizedMasking
 from ajepa.eval.finetune import (
-    Classifier, finetune_fold, layer_decay_groups, layer_id, mixup, regularization_inputs, spec_augment,
+    Classifier,
+    finetune_fold,
+    layer_decay_groups,
+    layer_id,
+    mixup,
+    regularization_inputs,
+    spec_augment,
 )
 from ajepa.models.vit import SpectrogramViT
 

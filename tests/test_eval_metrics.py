@@ -5,8 +5,14 @@ import pytest
 from sklearn.metrics import average_precision_score, f1_score
 
 from ajepa.eval.metrics import (
-    accuracy, aggregate_folds, average_precision, classification_metrics, fold_key, macro_f1,
-    mean_average_precision, selection_score,
+    accuracy,
+    aggregate_folds,
+    average_precision,
+    classification_metrics,
+    fold_key,
+    macro_f1,
+    mean_average_precision,
+    selection_score,
 )
 
 

@@ -9,8 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader, Dataset
 
-from ajepa.config import (CurriculumMask, CurriculumSchedule, MultiBlockMask, RandomMask, TFMask, TimeMask,
-                          FreqMask, BlockMask)
+from ajepa.config import (
+    BlockMask,
+    CurriculumMask,
+    CurriculumSchedule,
+    FreqMask,
+    MultiBlockMask,
+    RandomMask,
+    TFMask,
+    TimeMask,
+)
 from ajepa.masks import MaskCollator, step_seed
 from ajepa.masks.batch import MaskBatch, _equal_count_indices, to_index_tensors
 

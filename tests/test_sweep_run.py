@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ray = pytest.importorskip("ray")
+pytest.importorskip("ray")
 pytest.importorskip("mlflow")
 
 import ray.cloudpickle  # noqa: E402

@@ -262,8 +262,8 @@ def test_shipped_sweeps_validate(name, tmp_path):
     sweep = load_sweep(ROOT / "sweeps" / name, storage=tmp_path)
     assert sweep.num_trials >= 1
     if sweep.spec.table:
-        from analysis.paper import paper_table
         from analysis.labels import label_key
+        from analysis.paper import paper_table
 
         paper = {label_key(label) for label in paper_table(sweep.spec.table).index}
         ours = {label_key(label) for axis in sweep.axes_tag() for label in axis["labels"]}

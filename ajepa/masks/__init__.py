@@ -6,9 +6,9 @@ patch grid (raster order, ``index = row * W + col``), as a pure function of
 """
 
 from ajepa.masks.batch import MaskBatch, SampleMask
-from ajepa.masks.strategies import STRATEGIES, MaskSampler, build_mask_sampler
-from ajepa.masks.curriculum import CurriculumSampler, curriculum_probability  # registers "curriculum"
 from ajepa.masks.collator import MaskCollator, step_seed
+from ajepa.masks.curriculum import CurriculumSampler, curriculum_probability  # registers "curriculum"
+from ajepa.masks.strategies import STRATEGIES, MaskSampler, build_mask_sampler
 
 __all__ = [
     "STRATEGIES",

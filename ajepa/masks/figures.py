@@ -19,8 +19,16 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-from ajepa.config import (BlockMask, CurriculumMask, CurriculumSchedule, FreqMask, MultiBlockMask, RandomMask,
-                          TFMask, TimeMask)
+from ajepa.config import (
+    BlockMask,
+    CurriculumMask,
+    CurriculumSchedule,
+    FreqMask,
+    MultiBlockMask,
+    RandomMask,
+    TFMask,
+    TimeMask,
+)
 from ajepa.masks.collator import step_seed
 from ajepa.masks.curriculum import curriculum_probability
 from ajepa.masks.strategies import build_mask_sampler
