@@ -621,7 +621,7 @@ class SmoothL1Loss(LossCommon):
 
 
 class L2Loss(LossCommon):
-    """Mean squared error (the design study's default)."""
+    """Mean squared error (the issue text calls it the design study's default; its code uses smooth L1)."""
 
     kind: Literal["l2"] = "l2"
 

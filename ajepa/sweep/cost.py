@@ -50,6 +50,11 @@ def _token_shares(cfg: TrainConfig) -> tuple[float, float]:
     return 1 - ratio, ratio
 
 
+def _num_blocks(cfg: TrainConfig) -> int:
+    m = cfg.masking.hard if cfg.masking.strategy == "curriculum" else cfg.masking
+    return getattr(m, "num_blocks", 1)
+
+
 def trial_cost(cfg: TrainConfig) -> TrialCost:
     steps = cfg.optim.steps
     if steps is None and cfg.data.kind == "synthetic":
@@ -63,7 +68,11 @@ def trial_cost(cfg: TrainConfig) -> TrialCost:
     pred = mc.predictor_depth * _block_params(mc.predictor_dim, mc.mlp_ratio) + 2 * mc.encoder_dim * mc.predictor_dim
     context, targets = _token_shares(cfg)
     views = cfg.masking.masks_per_clip  # target forward once per clip, the rest once per mask
-    per_sample = 2 * enc * n + views * (6 * enc * context * n + 6 * pred * (context + targets) * n)
+    # the target encoder sees every patch once per clip, or only the targets once per mask
+    target_pass = 2 * enc * n if cfg.target.input == "full" else views * 2 * enc * targets * n
+    # I-JEPA's per-block predictor repeats the context once per target block
+    copies = _num_blocks(cfg) if mc.predictor_attention == "per_block" else 1
+    per_sample = target_pass + views * (6 * enc * context * n + 6 * pred * (copies * context + targets) * n)
     samples = steps * cfg.optim.batch_size
     return TrialCost(steps, samples, per_sample * samples)
 
