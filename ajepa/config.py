@@ -22,7 +22,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origi
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from ajepa.contracts import load_yaml, read_yaml_mapping, yaml_problem
+from ajepa.contracts import UserError, load_yaml, read_yaml_mapping, yaml_problem
 from ajepa.io_utils import atomic_write_text
 
 
@@ -838,7 +838,7 @@ def patch_grid(num_mel_bins: int, frames: int, patch_size: tuple[int, int]) -> t
 # --------------------------------------------------------------------------- loading
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config that cannot be used; the message names the file, the key path and the fix."""
 
 

@@ -89,7 +89,17 @@ def format_label(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-class SpecError(ValueError):
+class UserError(ValueError):
+    """A request that cannot run as given, in words the user can act on: the message names
+    the file or key and the fix. Every project error a user can cause derives from it, so
+    each command catches this one type and prints one line (``ajepa.cli.common``)."""
+
+
+class DivergedError(RuntimeError):
+    """A run whose loss became non-finite: not the user's input, not a bug, its own exit code."""
+
+
+class SpecError(UserError):
     """A sweep file that cannot be used; the message names the file, the key and the fix."""
 
 

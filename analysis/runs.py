@@ -41,6 +41,7 @@ from ajepa.contracts import (  # the names the sweep writes (docs/ARCHITECTURE.m
     TAG_STOP,
     TAG_TABLE,
     TAG_TRIAL_ID,
+    UserError,
     local_store_path,
 )
 from analysis.params import typed_params
@@ -70,7 +71,7 @@ class Axis:
         return AXIS_PREFIX + self.name
 
 
-class RunsNotFound(LookupError):
+class RunsNotFound(UserError, LookupError):
     """No store, experiment or trial where we looked; the message says where and what to run."""
 
 

@@ -29,6 +29,7 @@ import torchaudio.compliance.kaldi as kaldi
 
 from ajepa.audio.io import single_threaded
 from ajepa.config import NORM_PRESETS, FrontendConfig
+from ajepa.contracts import UserError
 from ajepa.io_utils import atomic_write_text
 
 STATS_FILE = "stats.json"
@@ -37,7 +38,7 @@ STATS_FILE = "stats.json"
 _STATS_KEYS = ("num_mel_bins", "frame_length_ms", "frame_shift_ms", "window_type", "dither", "htk_compat")
 
 
-class NormStatsError(ValueError):
+class NormStatsError(UserError):
     """Normalisation statistics that cannot be found or do not fit the frontend."""
 
 

@@ -17,6 +17,8 @@ import soundfile
 import torch
 import torchaudio.functional
 
+from ajepa.contracts import UserError
+
 # Extensions libsndfile decodes; folder scans look for these.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 
@@ -45,7 +47,7 @@ def single_threaded():
         torch.set_num_threads(previous)
 
 
-class AudioError(ValueError):
+class AudioError(UserError):
     """A file that cannot serve as audio; the message is ``"<path>: <reason>"``."""
 
     def __init__(self, path: str | os.PathLike, reason: str):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ajepa.cli.common import fail
+from ajepa.cli.common import fail, guarded
 from ajepa.config import (
     SUITES,
     TASK_KINDS,
@@ -199,6 +199,11 @@ def main_suite(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``ajepa-eval``; errors a user can fix end in one line and exit code 2 (ajepa.cli.common)."""
+    return guarded("ajepa-eval", lambda: run(argv))
+
+
+def run(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.suite is not None:
         return main_suite(args)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ajepa.audio.features import Frontend
-from ajepa.cli.common import fail
+from ajepa.cli.common import fail, guarded
 from ajepa.config import ConfigError, CurriculumMask, load_config
 from ajepa.data.synthetic import render_clip
 from ajepa.masks.figures import (
@@ -44,6 +44,11 @@ def example_spectrogram(cfg) -> tuple[np.ndarray, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``ajepa-masks``; errors a user can fix end in one line and exit code 2 (ajepa.cli.common)."""
+    return guarded("ajepa-masks", lambda: run(argv))
+
+
+def run(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="ajepa-masks",
         description="Draw example masks of every strategy (and the config's own) and the curriculum functions.",

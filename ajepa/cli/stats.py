@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from ajepa.audio.features import fbank_settings, write_norm_stats
-from ajepa.cli.common import fail
+from ajepa.cli.common import fail, guarded
 from ajepa.config import ConfigError, load_config
 from ajepa.data.stats import compute_norm_stats
 from ajepa.data.tasks import build_pretrain_dataset, pretrain_stats_location
@@ -21,6 +21,11 @@ DEFAULT_MAX_CLIPS = 20000
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``ajepa-stats``; errors a user can fix end in one line and exit code 2 (ajepa.cli.common)."""
+    return guarded("ajepa-stats", lambda: run(argv))
+
+
+def run(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="ajepa-stats",
         description="Compute the log-mel mean/std of the pretraining data and write stats.json beside it "

@@ -13,6 +13,7 @@ import sys
 
 from rich.console import Console
 
+from ajepa.cli.common import guarded
 from ajepa.config import ConfigError
 
 EPILOG = """\
@@ -60,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``ajepa-sweep``; errors a user can fix end in one line and exit code 2 (ajepa.cli.common)."""
+    return guarded("ajepa-sweep", lambda: run(argv))
+
+
+def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(soft_wrap=True)
     err = Console(stderr=True, soft_wrap=True)

@@ -21,7 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ajepa.cli.common import fail
+from ajepa.cli.common import fail, guarded
 from analysis.clips import load_predictions
 from analysis.outputs import write_outputs
 from analysis.paper import available_tables, find_paper
@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``ajepa-tables``; errors a user can fix end in one line and exit code 2 (ajepa.cli.common)."""
+    return guarded("ajepa-tables", lambda: run(argv))
+
+
+def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         source = resolve_source(args.source, args.tracking_uri)

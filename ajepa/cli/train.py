@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from ajepa.cli.common import fail
+from ajepa.cli.common import fail, guarded
 from ajepa.config import ConfigError, load_config
 from ajepa.contracts import PREDICTIONS
 
@@ -27,6 +27,11 @@ Pointing out_dir at a folder that holds a checkpoint resumes that run exactly.
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``ajepa-train``; errors a user can fix end in one line and exit code 2 (ajepa.cli.common)."""
+    return guarded("ajepa-train", lambda: run(argv))
+
+
+def run(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="ajepa-train", description="Pretrain A-JEPA on audio spectrograms.",
         epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -47,6 +47,7 @@ from torch.utils.data import Dataset
 
 from ajepa.audio.features import Frontend
 from ajepa.audio.io import AUDIO_EXTENSIONS, AudioError, check_audio_file, load_audio, prepare_wave
+from ajepa.contracts import UserError
 from ajepa.data.feature_cache import FeatureCache
 
 log = logging.getLogger("ajepa.data")
@@ -57,7 +58,7 @@ _SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": 
                   "dev": "val", "test": "test", "testing": "test", "eval": "test", "evaluation": "test"}
 
 
-class DatasetLayoutError(ValueError):
+class DatasetLayoutError(UserError):
     """Data on disk that does not have the expected layout; names the expected path."""
 
 

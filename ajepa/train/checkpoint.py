@@ -18,13 +18,14 @@ from typing import Any
 import torch
 
 from ajepa.config import TrainConfig, build_config, dump_config, flatten
+from ajepa.contracts import UserError
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.pt"
 PREVIOUS = "last.prev.pt"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint file exists but cannot be read as one (torn, empty, not a checkpoint)."""
 
 # Keys that may change between an interrupted run and its resumption.

@@ -29,6 +29,7 @@ from ajepa.config import (
     warmup_clip_note,
     warmup_steps,
 )
+from ajepa.contracts import DivergedError
 from ajepa.data.loader import build_pretrain_loader
 from ajepa.models.jepa import AJEPA, collapse_stats
 from ajepa.train.callbacks import Callback, CallbackList, MetricsFile
@@ -48,7 +49,7 @@ Evaluator = Callable[[dict[str, torch.nn.Module], int], dict[str, float]]
 NO_WEIGHT_DECAY = ("pos_embed", "mask_token")
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(DivergedError):
     """The loss became NaN or infinite; the message names the step and the last finite loss."""
 
 
