@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -208,3 +209,25 @@ def test_a_checkpoint_from_before_predictor_attention_resumes_only_as_it_ran(tin
     assert config_differences(saved, tiny_config("model.predictor_attention=shared_context")) == []
     assert config_differences(saved, tiny_config("model.predictor_attention=per_block")) == [
         "model.predictor_attention: 'shared_context' -> 'per_block'"]
+
+
+def test_a_clip_that_turns_non_finite_mid_file_is_counted_when_skipped(tiny_config, tmp_path):
+    """It passes the up-front header check, fails decoding into the feature cache, is
+    replaced at load time, and counts in the run's summary (data/skipped_clips)."""
+    import numpy as np
+    import soundfile
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        for i in range(6):
+            path = tmp_path / "clips" / label / f"{i}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            wave = 0.1 * rng.standard_normal(16000).astype(np.float32)
+            if (label, i) == ("b", 5):
+                wave[-2000:] = np.nan  # fine at the start, broken near the end
+            soundfile.write(path, wave, 16000, subtype="FLOAT")
+    cfg = tiny_config("data.kind=folder", f"data.root={tmp_path / 'clips'}", "data.skip_bad_files=true",
+                      "optim.batch_size=4", "optim.steps=2", "checkpoint_every=2")
+    with warnings.catch_warnings():  # "skipping bad clip" whenever the sampler draws it
+        warnings.simplefilter("ignore", RuntimeWarning)
+        summary = Trainer(cfg, []).fit()
+    assert summary["data/skipped_clips"] == 1

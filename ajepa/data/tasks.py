@@ -38,6 +38,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ajepa.audio.features import (
     Frontend,
     fbank_settings,
@@ -119,6 +121,8 @@ def build_task(
                           num_classes=len(source.class_names), waves=source.waves, skip_bad_files=skip,
                           class_names=source.class_names, name=name)
         cache = build_feature_cache(raw, data.cache_dir, num_workers=data.num_workers)
+        if cache is not None:  # clips that passed the header check but not decoding (e.g. NaN mid-file)
+            source.skipped += int(np.count_nonzero(~cache.present))
     if stats is None and frontend_cfg.norm != "none":
         stats = _norm_stats(frontend_cfg, source, sample_rate, cache)
     frontend = Frontend(frontend_cfg, sample_rate, stats, target_frames)
@@ -224,6 +228,8 @@ def build_pretrain_dataset(cfg: TrainConfig, normalise: bool = True) -> ClipData
         stats = _norm_stats(cfg.frontend, source, data.sample_rate)  # missing stats fail before any caching
     if data.feature_cache:
         dataset = dataset.with_features(build_feature_cache(dataset, data.cache_dir, num_workers=data.num_workers))
+        if dataset.features is not None:  # passed the header check, failed decoding (e.g. NaN mid-file)
+            dataset.skipped += int(np.count_nonzero(~dataset.features.present))
     if not normalise:
         return dataset
     if stats is None:

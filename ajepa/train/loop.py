@@ -271,7 +271,8 @@ class Trainer:
                 self._train()
             if self.evaluator is not None and not self._evaluated_at(self.step):
                 self.evaluate()
-            summary = {**self.last_metrics, **self.eval_metrics, "train/steps": self.step}
+            summary = {**self.last_metrics, **self.eval_metrics, "train/steps": self.step,
+                       "data/skipped_clips": self.dataset.skipped}
         except BaseException as err:
             self.callbacks.on_end("FAILED", {"error": f"{type(err).__name__}: {err}", "step": self.step})
             raise
