@@ -793,6 +793,11 @@ class TrainConfig(StrictModel):
     log_every: int = Field(10, ge=1)
     checkpoint_every: int = Field(500, ge=1)
     keep_checkpoints: int = Field(1, ge=1)
+    checkpoint_dir: Path | None = Field(
+        None, description="where the pretraining checkpoints live (default out_dir/checkpoints). Runs that "
+        "share one (a sweep's trials with one pretraining signature) pretrain once: the first holds a lock "
+        "while it trains, the others wait, resume the finished checkpoint and only evaluate",
+    )
     data: DataConfig = DataConfig()
     frontend: FrontendConfig = FrontendConfig()
     model: ModelConfig = ModelConfig()

@@ -231,3 +231,48 @@ def test_a_clip_that_turns_non_finite_mid_file_is_counted_when_skipped(tiny_conf
         warnings.simplefilter("ignore", RuntimeWarning)
         summary = Trainer(cfg, []).fit()
     assert summary["data/skipped_clips"] == 1
+
+
+def test_runs_sharing_a_checkpoint_dir_pretrain_once_and_evaluate_their_own_way(tiny_config, tmp_path):
+    """Two runs that differ only in evaluation share one pretraining: the second trains no
+    step, evaluates with its own settings, and gets what a separate pretraining gives it."""
+    from ajepa.eval import build_evaluator
+    from ajepa.train.checkpoint import pretraining_signature
+    shared = tmp_path / "pretraining"
+    tasks = "eval.tasks=[{task: synthetic}]", "data.synthetic.num_classes=3"
+
+    def run(name, *extra):
+        cfg = tiny_config(f"out_dir={tmp_path / name}", *tasks, *extra)
+        rec = Recorder()
+        summary = Trainer(cfg, [rec], evaluator=build_evaluator(cfg)).fit()
+        return cfg, rec, summary
+
+    first_cfg, first, _ = run("mean", f"checkpoint_dir={shared}")
+    second_cfg, second, summary = run("freq", f"checkpoint_dir={shared}", "eval.probe.pooling=freq_concat")
+    assert pretraining_signature(first_cfg) == pretraining_signature(second_cfg)
+    assert [s for s, _ in first.logs] == [1, 2, 3, 4, 5, 6] and second.logs == []  # no step trained twice
+    assert not (tmp_path / "freq" / "checkpoints").exists() and (shared / "last.pt").exists()
+    _, _, separate = run("freq_alone", "eval.probe.pooling=freq_concat")
+    assert summary["eval/synthetic/acc"] == separate["eval/synthetic/acc"]
+    assert pretraining_signature(tiny_config("optim.lr=5e-4")) != pretraining_signature(first_cfg)
+    assert pretraining_signature(first_cfg, "commit-b") != pretraining_signature(first_cfg, "commit-a")
+
+
+def test_the_training_lock_makes_a_second_run_wait(tmp_path):
+    import threading
+    import time
+
+    from ajepa.train.checkpoint import training_lock
+    order = []
+
+    def second():
+        with training_lock(tmp_path):
+            order.append("second")
+
+    with training_lock(tmp_path):
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.3)
+        order.append("first done")
+    thread.join(10)
+    assert order == ["first done", "second"]

@@ -10,8 +10,12 @@ one line that names it.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +33,55 @@ class CheckpointError(UserError):
     """A checkpoint file exists but cannot be read as one (torn, empty, not a checkpoint)."""
 
 # Keys that may change between an interrupted run and its resumption.
-RESUMABLE_CHANGES = ("out_dir", "device", "threads", "log_every", "checkpoint_every", "keep_checkpoints",
-                     "data.num_workers", "data.cache_dir", "data.feature_cache", "eval.")
+RESUMABLE_CHANGES = ("out_dir", "checkpoint_dir", "device", "threads", "log_every", "checkpoint_every",
+                     "keep_checkpoints", "data.num_workers", "data.cache_dir", "data.feature_cache", "eval.")
+# Keys that name a run without changing what it learns.
+NAMING_KEYS = ("name",)
 
 
-def checkpoint_path(out_dir: Path, step: int | None = None) -> Path:
+def checkpoint_path(out_dir: Path, step: int | None = None, folder: Path | None = None) -> Path:
+    """``last.pt`` (or ``step<N>.pt``) in ``folder``, by default ``out_dir/checkpoints``."""
     name = LAST if step is None else f"step{step:08d}.pt"
-    return Path(out_dir) / CHECKPOINT_DIR / name
+    return (Path(folder) if folder is not None else Path(out_dir) / CHECKPOINT_DIR) / name
+
+
+def pretraining_signature(cfg: TrainConfig, code_version: str = "") -> str:
+    """What determines a pretraining: every config key but evaluation, output paths,
+    logging cadence and machine settings (:data:`RESUMABLE_CHANGES`), plus the code's
+    version, hashed. Runs with one signature learn the same weights, so they may share one
+    pretraining; a new code version gets a new one rather than an old checkpoint."""
+    flat = flatten(dump_config(cfg))
+    kept = {k: v for k, v in flat.items()
+            if k not in NAMING_KEYS and not any(k == p or k.startswith(p) for p in RESUMABLE_CHANGES)}
+    payload = json.dumps({"config": kept, "code": code_version}, sort_keys=True, default=str)
+    return hashlib.sha1(payload.encode()).hexdigest()[:16]
+
+
+def eval_signature(cfg: TrainConfig) -> str:
+    """Hash of the evaluation settings: eval metrics stored in a checkpoint count for a run
+    only when they were measured with its own settings."""
+    return hashlib.sha1(json.dumps(dump_config(cfg)["eval"], sort_keys=True).encode()).hexdigest()[:16]
+
+
+@contextmanager
+def training_lock(folder: Path | None):
+    """Exclusive lock on a shared checkpoint folder while one process trains into it (the
+    others wait, then resume its finished checkpoint). No-op for a run's own folder."""
+    if folder is None:
+        yield
+        return
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".training.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _stderr(f"waiting for the pretraining in {folder} (another run with this signature is training)")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def rng_state() -> dict[str, Any]:

@@ -36,10 +36,12 @@ from ajepa.train.callbacks import Callback, CallbackList, MetricsFile
 from ajepa.train.checkpoint import (
     checkpoint_path,
     config_differences,
+    eval_signature,
     load_resume_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
+    training_lock,
 )
 from ajepa.train.schedules import ema_momentum_at, lr_at, weight_decay_at
 
@@ -175,8 +177,13 @@ class Trainer:
         if self.is_main:  # only now: a refused resume must not overwrite the run's config
             save_config(cfg, self.out_dir / "config.yaml")
 
+    @property
+    def checkpoint_folder(self) -> Path | None:
+        """``checkpoint_dir`` when set (possibly shared by runs of one pretraining signature)."""
+        return Path(self.cfg.checkpoint_dir) if self.cfg.checkpoint_dir is not None else None
+
     def _maybe_resume(self) -> None:
-        path = checkpoint_path(self.out_dir)
+        path = checkpoint_path(self.out_dir, folder=self.checkpoint_folder)
         if not path.exists():
             return
         state = load_resume_checkpoint(path, map_location=self.device)
@@ -191,11 +198,13 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
-        self.eval_metrics = dict(state.get("eval_metrics", {}))
+        # metrics of another evaluation set-up (a run sharing this pretraining) are not ours
+        same_eval = state.get("eval_signature", eval_signature(self.cfg)) == eval_signature(self.cfg)
+        self.eval_metrics = dict(state.get("eval_metrics", {})) if same_eval else {}
         set_rng_state(state["rng"])
 
     def save(self) -> Path:
-        path = checkpoint_path(self.out_dir)
+        path = checkpoint_path(self.out_dir, folder=self.checkpoint_folder)
         if self.is_main:
             state = {
                 "model": self.model.state_dict(),
@@ -205,18 +214,19 @@ class Trainer:
                 "total_steps": self.total_steps,
                 "config": dump_config(self.cfg),
                 "eval_metrics": self.eval_metrics,
+                "eval_signature": eval_signature(self.cfg),
                 "rng": rng_state(),
             }
             save_checkpoint(path, state, keep_previous=True)
             if self.cfg.keep_checkpoints > 1:
-                save_checkpoint(checkpoint_path(self.out_dir, self.step), state)
+                save_checkpoint(checkpoint_path(self.out_dir, self.step, self.checkpoint_folder), state)
                 self._prune_step_checkpoints()
         if self.world_size > 1:
             dist.barrier()
         return path
 
     def _prune_step_checkpoints(self) -> None:
-        olds = sorted(checkpoint_path(self.out_dir).parent.glob("step*.pt"))
+        olds = sorted(checkpoint_path(self.out_dir, folder=self.checkpoint_folder).parent.glob("step*.pt"))
         for old in olds[: max(0, len(olds) - (self.cfg.keep_checkpoints - 1))]:
             old.unlink()
 
@@ -261,14 +271,17 @@ class Trainer:
     def fit(self, pretrain: bool = True) -> dict[str, Any]:
         """Set up, pretrain, evaluate; returns the summary. ``pretrain=False`` evaluates the
         encoders exactly as set-up built them (a sweep's control: seeded, never stepped)."""
+        # a shared checkpoint folder is trained into by one run at a time (DDP ranks share one run)
+        shared = self.checkpoint_folder if pretrain and self.world_size == 1 else None
         try:
-            self.setup()
-            if not pretrain and self.step:
-                raise RuntimeError(f"{self.out_dir} holds a checkpoint at step {self.step}, but this run "
-                                   "must evaluate the initial weights: use an empty out_dir")
-            self.callbacks.on_start(self)
-            if pretrain:
-                self._train()
+            with training_lock(shared):
+                self.setup()
+                if not pretrain and self.step:
+                    raise RuntimeError(f"{self.out_dir} holds a checkpoint at step {self.step}, but this run "
+                                       "must evaluate the initial weights: use an empty out_dir")
+                self.callbacks.on_start(self)
+                if pretrain:
+                    self._train()
             if self.evaluator is not None and not self._evaluated_at(self.step):
                 self.evaluate()
             summary = {**self.last_metrics, **self.eval_metrics, "train/steps": self.step,
