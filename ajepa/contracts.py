@@ -30,6 +30,7 @@ TAG_SPEC_HASH = "ajepa.spec_hash"
 TAG_TRIAL_ID = "ajepa.trial_id"
 TAG_SEED = "ajepa.seed"
 TAG_GIT = "ajepa.git_commit"
+TAG_PRETRAINING = "ajepa.pretraining"      # trial runs: the pretraining signature whose checkpoint they use
 TAG_AXIS_PREFIX = "ajepa.axis."        # + axis name = the trial's value label (no such tags on a control)
 TAG_ERROR = "ajepa.error"              # why a run FAILED
 TAG_STOP = "ajepa.stop_reason"         # why a run was KILLED (early stop, interrupt)
@@ -47,6 +48,20 @@ TAG_NUM_TRIALS = "ajepa.num_trials"
 TAG_SPEC_FILE = "ajepa.spec_file"
 TAG_BASE = "ajepa.base"
 
+TAG_UNITS = "ajepa.units"              # trial/control runs: UNITS_POINTS when eval scores are logged in points
+UNITS_POINTS = "points"
+# the experiment: the kind the MLflow UI reads to open on the runs table (not the GenAI overview)
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
+
+#: Params of a trial run: ``axis.<axis name>`` = its value label (compare / parallel-coordinates views).
+PARAM_AXIS_PREFIX = "axis."
+#: Metrics of the sweep's parent run, per table row and headline metric: ``rows/<row key>/<metric>``
+#: (mean over the row's finished seeds; see :func:`metric_key_part`) and ``best/<metric>``.
+METRIC_ROW_PREFIX = "rows/"
+METRIC_BEST_PREFIX = "best/"
+TAG_BEST_ROW_PREFIX = "ajepa.best_row/"   # parent run: + metric = the label of the row behind best/<metric>
+
 #: Run names and table rows of the control trials (the encoder as initialised).
 CONTROL_LABEL = "control: initialisation"
 #: Artifact folder of a trial run, and folder under its out_dir: ``<task>.csv`` per task.
@@ -54,8 +69,37 @@ PREDICTIONS = "predictions"
 
 # metrics every trainer run logs that the sweep and analysis look up by name
 METRIC_TRAIN_LOSS = "train/loss"
+METRIC_TRAIN_LR = "train/lr"
 METRIC_TRAIN_STEPS = "train/steps"     # in the final summary: optimizer steps done (0 for a control)
 METRIC_EVAL_STEP = "eval/step"         # the step of the evaluation the eval/* metrics belong to
+
+# --------------------------------------------------------------------------- units
+
+#: Scores that are logged (MLflow) and tabulated in points (0-100), as the papers report them.
+POINT_METRICS = ("acc", "map", "f1", "acc_std")
+POINT_DECIMALS = 3  # 0.001 points: distinct for test sets of up to 100 000 clips
+
+
+def is_point_metric(key: str) -> bool:
+    """``eval/<task>/[fold<k>/]{acc,map,f1,acc_std}``: a score the evaluator gives as a fraction."""
+    parts = key.split("/")
+    return len(parts) >= 3 and parts[0] == "eval" and parts[-1] in POINT_METRICS
+
+
+def to_points(fraction: float) -> float:
+    """A fraction (0.24444...) as points rounded to :data:`POINT_DECIMALS` (24.444)."""
+    return round(float(fraction) * 100.0, POINT_DECIMALS)
+
+
+def metric_key_part(text: str) -> str:
+    """``text`` as one part of an MLflow metric key (letters, digits, ``_ - .`` and spaces, which
+    every platform accepts): "random patch 75 %" -> "random patch 75pct", "M=1, 8 clips" ->
+    "M1 8 clips", "0.4 / L2" -> "0.4 x L2"."""
+    text = str(text).replace("%", "pct").replace(" / ", " x ")
+    text = re.sub(r"[^\w.\- ]", "", text, flags=re.ASCII)
+    text = re.sub(r"(\d) pct", r"\1pct", re.sub(r"\s+", " ", text)).strip()
+    return text if text.strip(".") else "_"
+
 
 # --------------------------------------------------------------------------- where runs live
 

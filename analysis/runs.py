@@ -7,6 +7,8 @@ Columns of :func:`load_runs`:
     run_id, run_name, role, status, start_time, trial_id, seed, parent_run_id,
     ``axis.<name>`` (the trial's value label per axis), ``params.<dotted key>`` (typed, see
     :mod:`analysis.params`) and ``metrics.<name>`` (the last logged value).
+``units`` is "points" for a run that logged its scores (acc, mAP, F1) in points (tag
+``ajepa.units``), empty for a run of an older version that logged fractions.
 ``error`` and ``stop_reason`` hold why a trial FAILED or was KILLED; ``artifact_uri`` is
 where its artifacts are (``analysis.clips`` reads the per-clip predictions there). ``role`` is "trial",
 or "control" for the sweep's control trials (the encoder at initialisation, one per seed,
@@ -41,6 +43,7 @@ from ajepa.contracts import (  # the names the sweep writes (docs/ARCHITECTURE.m
     TAG_STOP,
     TAG_TABLE,
     TAG_TRIAL_ID,
+    TAG_UNITS,
     UserError,
     local_store_path,
 )
@@ -222,7 +225,7 @@ def _axes_from_trials(trials: list) -> list[Axis]:
 
 def _base_columns(axes: list[Axis]) -> list[str]:
     return ["run_id", "run_name", "role", "status", "start_time", "trial_id", "seed", "parent_run_id", "error",
-            "stop_reason", "artifact_uri", *(a.column for a in axes)]
+            "stop_reason", "artifact_uri", "units", *(a.column for a in axes)]
 
 
 def _frame(rows: list[dict], base: list[str]) -> pd.DataFrame:
@@ -248,6 +251,7 @@ def _trial_row(run, axes: list[Axis]) -> dict:
         "error": tags.get(TAG_ERROR),
         "stop_reason": tags.get(TAG_STOP),
         "artifact_uri": run.info.artifact_uri,
+        "units": tags.get(TAG_UNITS),
     }
     row.update({a.column: tags.get(TAG_AXIS_PREFIX + a.name) for a in axes})
     row.update({PARAM_PREFIX + k: v for k, v in params.items()})

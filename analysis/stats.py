@@ -89,8 +89,8 @@ def paired_comparison(runs: pd.DataFrame, metrics: list[str] | None = None, refe
     hold reference, alpha, correction, test, clip_test. ``predictions``: per-clip test
     outcomes (:func:`analysis.clips.load_predictions`) for the clip-level columns of
     ``eval/<task>/acc`` metrics; without them (or for other metrics) those columns are NaN.
-    Clip differences are in the metric's unit (points when ``runs`` were scaled by
-    :func:`analysis.tables.as_points`).
+    Clip differences are in the metric's unit (points for the metrics
+    :func:`analysis.tables.as_points` lists in ``attrs["points"]`` / ``attrs["in_points"]``).
     """
     axes = axes_of(runs, axes)
     metrics = metric_names(runs, metrics)
@@ -98,7 +98,7 @@ def paired_comparison(runs: pd.DataFrame, metrics: list[str] | None = None, refe
     clip_rng = np.random.default_rng([random_state, 1])  # its own stream: the seed-level numbers stay put
     lines = []
     ref_label = None
-    points = set(runs.attrs.get("points", []))
+    points = set(runs.attrs.get("points", [])) | set(runs.attrs.get("in_points", []))
     for metric in metrics:
         diffs = paired_differences(runs, metric, reference, axes)
         values = seed_values(runs, metric, axes)

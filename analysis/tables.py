@@ -22,7 +22,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from ajepa.contracts import CONTROL_LABEL
+from ajepa.contracts import CONTROL_LABEL, POINT_METRICS, UNITS_POINTS
 from analysis.labels import join_labels, label_key
 from analysis.runs import (
     AXIS_PREFIX,
@@ -39,7 +39,7 @@ ROW = "row"
 TRIALS = "trials"
 CONTROL_ROW = CONTROL_LABEL  # the row of the control trials (ajepa.role=control)
 _SUMMARY_METRICS = ("acc", "map", "f1")          # default columns: headline metrics, not fold/std detail
-_POINT_METRICS = ("acc", "map", "f1", "acc_std")  # fractions the paper reports in points (x100)
+_POINT_METRICS = POINT_METRICS                    # scores the paper reports in points (x100)
 _LOWER_IS_BETTER = re.compile(r"(loss|err|_std$|^std$)")
 
 
@@ -126,22 +126,36 @@ def metric_display(metric: str) -> str:
 
 
 def as_points(runs: pd.DataFrame) -> pd.DataFrame:
-    """Accuracies/mAP logged as fractions -> points (x100), the paper's unit; per task, so an
-    ``acc_std`` is scaled exactly when its task's ``acc`` is. Tasks already in points stay."""
+    """Every score (acc, mAP, F1, acc_std) in points, the paper's unit and what the sweep logs.
+
+    Runs tagged ``ajepa.units=points`` (column ``units``) already are. Runs without the tag
+    (an older version logged fractions) are scaled x100 per task when their headline values
+    are all <= 1, so an ``acc_std`` is scaled exactly when its task's ``acc`` is; tasks
+    already in points stay. ``attrs["points"]``: the metrics scaled here; ``attrs["in_points"]``:
+    every metric now in points (scaled or logged so), which the clip-level test reads.
+    """
     runs = runs.copy()
+    native = runs["units"].eq(UNITS_POINTS).fillna(False).astype(bool) if "units" in runs else \
+        pd.Series(False, index=runs.index)
+    legacy = ~native
     by_task: dict[str, list[str]] = {}
     for col in runs.columns:
         parts = col[len(METRIC_PREFIX):].split("/") if col.startswith(METRIC_PREFIX) else []
         if len(parts) >= 3 and parts[0] == "eval" and parts[-1] in _POINT_METRICS:
             by_task.setdefault(parts[1], []).append(col)
-    scaled = []
+    scaled, in_points = [], []
     for cols in by_task.values():
+        if native.any():
+            in_points += [c[len(METRIC_PREFIX):] for c in cols]
         headline = [c for c in cols if c.split("/")[-1] in _SUMMARY_METRICS]
-        values = runs[headline or cols].to_numpy(dtype=float)
-        if np.isfinite(values).any() and np.nanmax(np.abs(values)) <= 1.0:
-            runs[cols] = runs[cols].astype(float) * 100
+        values = runs.loc[legacy, headline or cols].to_numpy(dtype=float)
+        if legacy.any() and np.isfinite(values).any() and np.nanmax(np.abs(values)) <= 1.0:
+            runs[cols] = runs[cols].astype(float)
+            runs.loc[legacy, cols] = runs.loc[legacy, cols] * 100
             scaled += [c[len(METRIC_PREFIX):] for c in cols]
+            in_points += [c[len(METRIC_PREFIX):] for c in cols]
     runs.attrs["points"] = sorted(set(runs.attrs.get("points", [])) | set(scaled))
+    runs.attrs["in_points"] = sorted(set(runs.attrs.get("in_points", [])) | set(in_points) | set(scaled))
     return runs
 
 
@@ -208,7 +222,8 @@ def ablation_table(runs: pd.DataFrame, metrics: list[str] | None = None, axes: l
               [(TRIALS, s) for s in ("expected", "finished", "running", "failed", "stopped", "missing", "note")]
     table = table.reindex(columns=pd.MultiIndex.from_tuples(ordered))
     table.attrs.update(axes=axes, metrics=metrics, modes={m: metric_mode(m) for m in metrics},
-                       points=runs.attrs.get("points", []), control=CONTROL_ROW if has_control(runs) else None)
+                       points=runs.attrs.get("points", []), in_points=runs.attrs.get("in_points", []),
+                       control=CONTROL_ROW if has_control(runs) else None)
     return table
 
 

@@ -3,7 +3,8 @@
 Folder layout under ``<storage>/<name>/``:
   sweep.json          spec hash, MLflow parent run id and tracking URI (what resume needs)
   tune/               Ray Tune's experiment state (Tuner.restore reads it)
-  trials/<key>/       each trial's out_dir: checkpoints/last.pt, metrics.jsonl
+  trials/<key>/       each trial's out_dir: metrics.jsonl, predictions/ (checkpoints/ when not shared)
+  pretraining/<sig>/  the checkpoints of every trial with pretraining signature <sig> (share_pretraining)
 ``<storage>/mlflow.db`` and ``<storage>/mlartifacts/`` hold the default MLflow store.
 
 Resume: when ``tune/`` holds an experiment and the spec hash matches, the Tuner is
@@ -135,7 +136,7 @@ def discard_state(sweep: Sweep, state: dict | None) -> None:
                 tracking.close_parent(client, run.info.run_id, "KILLED", {TAG_STOP: "replaced by --fresh"})
         except Exception as err:  # an unreachable old store must not block a fresh start
             log.warning("could not close the previous parent run: %s", err)
-    for sub in (TUNE_DIR, "trials", "ddp", STATE_FILE):
+    for sub in (TUNE_DIR, "trials", "pretraining", "ddp", STATE_FILE):
         path = sweep.sweep_dir / sub
         if path.is_dir():
             shutil.rmtree(path)
@@ -357,7 +358,8 @@ def run_sweep(sweep: Sweep, opts: RunOptions | None = None) -> SweepOutcome:
                         "spec_file": str(sweep.path.resolve()), "started": state.get("started") if state else started})
     ctx = tracking.TrackingContext(uri=sweep.tracking_uri, experiment_id=experiment_id, parent_run_id=parent,
                                    sweep=sweep.name, spec_hash=sweep.spec_hash, git_commit=commit,
-                                   log_encoder=sweep.spec.tracking.log_encoder)
+                                   log_encoder=sweep.spec.tracking.log_encoder,
+                                   short_labels=tracking.short_labels(sweep.axes_tag()))
     start_local_ray(opts)
     plan = TrialPlan(sweep=sweep, ctx=ctx, trainer=opts.trainer, callbacks=tuple(opts.callbacks))
     outcome = SweepOutcome(sweep, parent, experiment_id)
@@ -414,4 +416,8 @@ def _finish(outcome: SweepOutcome, client, ctx: tracking.TrackingContext, starte
                 if label is not None:
                     seen.setdefault(axis.name, []).append(label)
         tags[TAG_AXES] = json.dumps(sweep.axes_tag(seen))
+    try:  # per-row means on the parent run: the collapsed runs table says how the sweep came out
+        tracking.log_sweep_summary(client, ctx.parent_run_id, sweep, runs)
+    except Exception as err:  # a summary must not keep the parent run open
+        log.warning("could not log the sweep summary: %s", err)
     tracking.close_parent(client, ctx.parent_run_id, status, tags)

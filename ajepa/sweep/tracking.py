@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 import subprocess
 import time
 from dataclasses import asdict, dataclass
@@ -30,11 +32,19 @@ from typing import TYPE_CHECKING, Any, Callable
 import yaml
 
 from ajepa.contracts import (
+    CONTROL_LABEL,
+    EXPERIMENT_KIND_TRAINING,
+    METRIC_BEST_PREFIX,
+    METRIC_ROW_PREFIX,
+    ROLE_CONTROL,
     ROLE_SWEEP,
     TAG_AXES,
+    TAG_AXIS_PREFIX,
     TAG_BASE,
+    TAG_BEST_ROW_PREFIX,
     TAG_CONTROL,
     TAG_ERROR,
+    TAG_EXPERIMENT_KIND,
     TAG_GIT,
     TAG_METRICS,
     TAG_NOTE,
@@ -50,7 +60,9 @@ from ajepa.contracts import (
     TAG_SWEEP,
     TAG_TABLE,
     TAG_TRIAL_ID,
+    metric_key_part,
 )
+from analysis.labels import join_labels
 from analysis.runs import search_all_runs
 
 if TYPE_CHECKING:
@@ -75,6 +87,8 @@ class TrackingContext:
     spec_hash: str
     git_commit: str
     log_encoder: bool = False
+    # axis name -> {value label: short label} for run names (see short_labels); missing: the label
+    short_labels: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,27 +138,140 @@ def clip_tag(text: str) -> str:
 
 
 def ensure_experiment(client: "MlflowClient", name: str, uri: str, storage: Path) -> str:
-    """Experiment id, created if needed.
+    """Experiment id, created if needed, tagged as a model-training experiment.
 
     With a local SQLite store MLflow would put artifacts in ``./mlruns`` of whatever
     directory the process runs in (a different one per Ray trial), so the artifact
-    location is pinned next to the store; a server decides its own.
+    location is pinned next to the store; a server decides its own. The tag
+    ``mlflow.experimentKind`` makes the MLflow 3 UI open the experiment on its runs table
+    instead of the GenAI overview (traces, tokens: all empty here).
     """
     found = client.get_experiment_by_name(name)
     if found is not None:
         if found.lifecycle_stage == "deleted":
             client.restore_experiment(found.experiment_id)
-        return found.experiment_id
-    location = None
-    if uri.startswith("sqlite:") or uri.startswith("file:"):
-        location = (storage / "mlartifacts" / name).resolve().as_uri()
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except Exception:  # created concurrently by another driver
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            raise
-        return found.experiment_id
+        experiment_id = found.experiment_id
+    else:
+        location = None
+        if uri.startswith("sqlite:") or uri.startswith("file:"):
+            location = (storage / "mlartifacts" / name).resolve().as_uri()
+        try:
+            experiment_id = client.create_experiment(name, artifact_location=location)
+        except Exception:  # created concurrently by another driver
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            experiment_id = found.experiment_id
+    if found is None or found.tags.get(TAG_EXPERIMENT_KIND) != EXPERIMENT_KIND_TRAINING:
+        retry(lambda: client.set_experiment_tag(experiment_id, TAG_EXPERIMENT_KIND, EXPERIMENT_KIND_TRAINING),
+              "tag the experiment kind")
+    return experiment_id
+
+
+# --------------------------------------------------------------------------- run names
+
+_PARENTHESIS = re.compile(r"\s*\([^()]*\)$")
+
+
+def short_labels(axes: list[dict]) -> dict[str, dict[str, str]]:
+    """Per axis (``Sweep.axes_tag()``), each value label's short form for run names.
+
+    The MLflow runs table cuts names after ~20 characters, so names start with the seed and
+    carry short labels: a trailing parenthesis is dropped ("ViT-Ti (12, 192, 3)" -> "ViT-Ti")
+    when the shortened labels stay distinct on the axis, and "75 %" becomes "75%". The full
+    label stays in the tag ``ajepa.axis.<name>`` and the param ``axis.<name>``.
+    """
+    out = {}
+    for axis in axes:
+        labels = [str(label) for label in axis["labels"]]
+        tight = {label: re.sub(r"(\d) %", r"\1%", label) for label in labels}
+        cut = {label: _PARENTHESIS.sub("", text) or text for label, text in tight.items()}
+        out[axis["name"]] = cut if len(set(cut.values())) == len(labels) else tight
+    return out
+
+
+def run_name(seed: int, labels: dict[str, str], short: dict[str, dict[str, str]] | None = None,
+             control: bool = False) -> str:
+    """A trial run's MLflow name: ``s0 · multi-block · 0.6`` (seed first, short labels), or
+    ``s0 · control`` for a control trial."""
+    short = short or {}
+    parts = ["control"] if control else [short.get(name, {}).get(label, label) for name, label in labels.items()]
+    return " · ".join([f"s{seed}", *parts])
+
+
+# --------------------------------------------------------------------------- sweep summary
+
+
+def sweep_summary(runs: list, axes: list[str], metrics: list[str], modes: dict[str, str] | None = None
+                  ) -> tuple[dict[str, float], dict[str, str]]:
+    """Parent-run metrics and tags from the finished child runs.
+
+    Metrics ``rows/<row>/<metric>`` (``<metric>`` without its ``eval/``) = the mean over the
+    row's finished seeds, ``<row>`` the table row label made a valid key part
+    (:func:`ajepa.contracts.metric_key_part`); ``best/<metric>`` = the best row's mean (the
+    control row excluded), whose label is the tag ``ajepa.best_row/<metric>``. ``modes``:
+    metric -> "max" | "min" (default "max").
+    """
+    values: dict[str, dict[str, list[float]]] = {}
+    for run in runs:
+        if run.info.status != "FINISHED":
+            continue
+        tags = run.data.tags
+        row = CONTROL_LABEL if tags.get(TAG_ROLE) == ROLE_CONTROL else join_labels(
+            tags.get(TAG_AXIS_PREFIX + name, "?") for name in axes)
+        for metric in metrics:
+            value = run.data.metrics.get(metric)
+            if value is not None and math.isfinite(value):
+                values.setdefault(metric, {}).setdefault(row, []).append(float(value))
+    out, tags_out = {}, {}
+    for metric, rows in values.items():
+        short = metric[len("eval/"):] if metric.startswith("eval/") else metric
+        keys: set[str] = set()
+        means = {}
+        for row, vals in rows.items():
+            key = metric_key_part(row)
+            while key in keys:  # two labels that read alike as keys
+                key += "_"
+            keys.add(key)
+            means[row] = sum(vals) / len(vals)
+            out[f"{METRIC_ROW_PREFIX}{key}/{short}"] = round(means[row], 6)
+        ranked = {row: mean for row, mean in means.items() if row != CONTROL_LABEL}
+        if ranked:
+            pick = min if (modes or {}).get(metric, "max") == "min" else max
+            best = pick(ranked, key=ranked.get)
+            out[f"{METRIC_BEST_PREFIX}{metric}"] = round(ranked[best], 6)
+            tags_out[TAG_BEST_ROW_PREFIX + metric] = best
+    return out, tags_out
+
+
+def summary_metrics_of(sweep: "Sweep", runs: list) -> list[str]:
+    """The headline metrics the parent run summarises: the spec's ``metrics`` and search metric
+    (``eval/`` may be omitted there), else every ``eval/<task>/{acc,map,f1}`` the trials logged."""
+    present = {key for run in runs for key in run.data.metrics}
+    wanted = [*sweep.spec.metrics, *([sweep.spec.search.metric] if sweep.spec.search.metric else [])]
+    resolved = [m if m in present or f"eval/{m}" not in present else f"eval/{m}" for m in wanted]
+    chosen = [m for m in dict.fromkeys(resolved) if m in present]
+    if chosen:
+        return chosen
+    return sorted(k for k in present if len(k.split("/")) == 3 and k.startswith("eval/")
+                  and k.split("/")[2] in ("acc", "map", "f1"))
+
+
+def log_sweep_summary(client: "MlflowClient", parent_run_id: str, sweep: "Sweep", runs: list) -> None:
+    """Give the parent run the per-row means of the headline metrics (:func:`sweep_summary`), so
+    the collapsed runs table says how the sweep came out."""
+    from mlflow.entities import Metric
+
+    metrics = summary_metrics_of(sweep, runs)
+    modes = {sweep.spec.search.metric: sweep.spec.search.mode} if sweep.spec.search.metric else {}
+    values, tags = sweep_summary(runs, [a.name for a in sweep.spec.axes], metrics, modes)
+    now = int(time.time() * 1000)
+    batch = [Metric(k, v, now, 0) for k, v in values.items()]
+    for i in range(0, len(batch), 1000):
+        chunk = batch[i:i + 1000]
+        retry(lambda chunk=chunk: client.log_batch(parent_run_id, metrics=chunk), "log the sweep summary")
+    if tags:
+        set_tags(client, parent_run_id, tags)
 
 
 def open_parent(client: "MlflowClient", experiment_id: str, sweep: "Sweep", commit: str,

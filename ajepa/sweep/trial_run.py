@@ -3,6 +3,11 @@
 It runs inside the trial process (Ray worker), where the trainer's hooks say what
 happened; the driver's side (parent run, closing runs a dead process left open) is
 :mod:`ajepa.sweep.tracking`, the pictures it attaches are :mod:`ajepa.sweep.figures`.
+
+What a person sees in the MLflow UI is decided here: the run name (seed first, short axis
+labels), the params (the trial's config as it exists for its strategy, plus
+``axis.<name>`` = the value label), scores in points (docs/ARCHITECTURE.md, "Metric and
+MLflow naming") and MLflow's system metrics (CPU, memory; GPU with ``nvidia-ml-py``).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -21,21 +27,36 @@ from ajepa.contracts import (
     METRIC_EVAL_STEP,
     METRIC_TRAIN_LOSS,
     METRIC_TRAIN_STEPS,
+    PARAM_AXIS_PREFIX,
     PREDICTIONS,
     TAG_ATTEMPTS,
     TAG_AXIS_PREFIX,
     TAG_ERROR,
     TAG_GIT,
     TAG_PARENT,
+    TAG_PRETRAINING,
     TAG_ROLE,
     TAG_SEED,
     TAG_SPEC_HASH,
     TAG_STOP,
     TAG_SWEEP,
     TAG_TRIAL_ID,
+    TAG_UNITS,
+    UNITS_POINTS,
+    is_point_metric,
+    to_points,
 )
 from ajepa.sweep.figures import draw_trial_masks, plot_loss_curves
-from ajepa.sweep.tracking import MAX_BATCH, TrackingContext, client_for, clip_tag, find_trial_run, retry, set_tags
+from ajepa.sweep.tracking import (
+    MAX_BATCH,
+    TrackingContext,
+    client_for,
+    clip_tag,
+    find_trial_run,
+    retry,
+    run_name,
+    set_tags,
+)
 from ajepa.train.callbacks import Callback
 
 if TYPE_CHECKING:
@@ -44,8 +65,32 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+#: Seconds between system-metric samples (MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides).
+SYSTEM_METRICS_INTERVAL_S = 5.0
+#: Set to "false" (or "0") to turn the system metrics of trial runs off.
+SYSTEM_METRICS_ENV = "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def system_metrics_monitor(run_id: str, uri: str, resume: bool):
+    """MLflow's sampler of CPU, memory, disk and network (and GPU when ``nvidia-ml-py`` finds
+    one) for ``run_id``, started; None when psutil is missing or it is turned off."""
+    if os.environ.get(SYSTEM_METRICS_ENV, "").strip().lower() in ("false", "0", "no"):
+        return None
+    try:
+        import psutil  # noqa: F401 - MLflow's CPU monitor needs it
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(run_id, sampling_interval=SYSTEM_METRICS_INTERVAL_S,
+                                       resume_logging=resume, tracking_uri=uri)
+        monitor.start()
+        return monitor
+    except Exception as err:  # system metrics are a nicety: never a reason to fail a trial
+        log.info("no system metrics for run %s: %s", run_id, err)
+        return None
 
 
 class MlflowTrialCallback(Callback):
@@ -66,6 +111,8 @@ class MlflowTrialCallback(Callback):
         self.floor: dict[str, int] = {"train": -1, "eval": -1}
         self.last_logged: dict[str, int] = {}
         self.out_dir = Path(trial.tree["out_dir"])
+        self.points = True  # eval scores in points; False for a run an older version began in fractions
+        self.monitor = None
         # When Tune stops a trial (ASHA, interrupted sweep) the trainer sees SystemExit and
         # reports FAILED; the driver, which knows why it stopped the trial, closes the run.
         self.stopped_by_tune: Callable[[], bool] = lambda: False
@@ -78,9 +125,14 @@ class MlflowTrialCallback(Callback):
             TAG_TRIAL_ID: trial.key, TAG_SEED: str(trial.seed), TAG_GIT: ctx.git_commit,
             **{TAG_AXIS_PREFIX + name: label for name, label in trial.labels.items()},
         }
+        if trial.tree.get("checkpoint_dir"):  # runs of one pretraining signature share its checkpoint
+            tags[TAG_PRETRAINING] = Path(trial.tree["checkpoint_dir"]).name
         run = find_trial_run(self.client, ctx.experiment_id, ctx.parent_run_id, trial.key)
+        resumed = run is not None
         if run is None:
-            run = self.client.create_run(ctx.experiment_id, run_name=trial.run_name, tags={**tags, TAG_ATTEMPTS: "1"})
+            name = run_name(trial.seed, trial.labels, ctx.short_labels, trial.is_control)
+            run = self.client.create_run(ctx.experiment_id, run_name=name,
+                                         tags={**tags, TAG_ATTEMPTS: "1", TAG_UNITS: UNITS_POINTS})
             self.run_id = run.info.run_id
             self._log_params()
             self.client.log_text(self.run_id, yaml.safe_dump(trial.tree, sort_keys=False), "config.yaml")
@@ -96,7 +148,17 @@ class MlflowTrialCallback(Callback):
             self.client.delete_tag(self.run_id, TAG_STOP) if TAG_STOP in run.data.tags else None
             self.floor["train"] = self._max_step(METRIC_TRAIN_LOSS)
             self.floor["eval"] = self._max_step(METRIC_EVAL_STEP)
+            self.points = run.data.tags.get(TAG_UNITS) == UNITS_POINTS
+        self.monitor = system_metrics_monitor(self.run_id, ctx.uri, resume=resumed)
         return self.run_id
+
+    def _stop_monitor(self) -> None:
+        if self.monitor is not None:
+            try:
+                self.monitor.finish()
+            except Exception as err:
+                log.info("system metrics did not stop cleanly: %s", err)
+            self.monitor = None
 
     def _max_step(self, key: str) -> int:
         history = self.client.get_metric_history(self.run_id, key)
@@ -105,7 +167,10 @@ class MlflowTrialCallback(Callback):
     def _log_params(self) -> None:
         from mlflow.entities import Param
 
-        flat = flatten(self.trial.tree)
+        # the tree holds only the fields of the trial's own strategy (an axis value replaces the
+        # whole subtree), so a random-masking trial has no masking.aspect_ratio param
+        flat = {**flatten(self.trial.tree),
+                **{PARAM_AXIS_PREFIX + name: label for name, label in self.trial.labels.items()}}
         params = [Param(k, clip_tag(json.dumps(v) if isinstance(v, (list, dict)) else str(v))) for k, v in flat.items()]
         for i in range(0, len(params), MAX_BATCH):
             self.client.log_batch(self.run_id, params=params[i:i + MAX_BATCH])
@@ -114,7 +179,7 @@ class MlflowTrialCallback(Callback):
         from mlflow.entities import Metric
 
         now = now_ms()
-        batch = [Metric(k, float(v), now, int(step)) for k, v in metrics.items()
+        batch = [Metric(k, self._display_value(k, v), now, int(step)) for k, v in metrics.items()
                  if isinstance(v, (int, float)) and not isinstance(v, bool) and self.last_logged.get(k) != step]
         for m in batch:
             self.last_logged[m.key] = step
@@ -123,6 +188,10 @@ class MlflowTrialCallback(Callback):
         for i in range(0, len(batch), 1000):
             chunk = batch[i:i + 1000]
             retry(lambda chunk=chunk: self.client.log_batch(self.run_id, metrics=chunk), f"log metrics at step {step}")
+
+    def _display_value(self, key: str, value: float) -> float:
+        """Scores (``eval/<task>/…/acc``, map, f1, acc_std) in points, rounded; the rest as given."""
+        return to_points(value) if self.points and is_point_metric(key) and math.isfinite(value) else float(value)
 
     # ------------------------------------------------------------------ trainer hooks
     def on_log(self, step, metrics):
@@ -136,6 +205,7 @@ class MlflowTrialCallback(Callback):
     def on_end(self, status, summary):
         if self.closed or self.run_id is None:
             return
+        self._stop_monitor()
         if self.stopped_by_tune():
             self.closed = True
             return
@@ -153,6 +223,7 @@ class MlflowTrialCallback(Callback):
         """Mark the run FAILED with its reason (idempotent; a later traceback is still attached)."""
         if self.run_id is None:
             return
+        self._stop_monitor()
         if details:
             try:
                 self.client.log_text(self.run_id, details, "error.txt")
@@ -193,8 +264,9 @@ class MlflowTrialCallback(Callback):
         import torch
 
         from ajepa.train import load_encoder
+        from ajepa.train.checkpoint import checkpoint_path
 
-        ckpt = self.out_dir / "checkpoints" / "last.pt"
+        ckpt = checkpoint_path(self.out_dir, folder=self.trial.tree.get("checkpoint_dir"))  # maybe shared
         encoder, cfg = load_encoder(ckpt, which="target")
         path = self.out_dir / "target_encoder.pt"
         torch.save({"state_dict": encoder.state_dict(), "config": self.trial.tree}, path)
