@@ -6,23 +6,26 @@ notebook or a script gets the same files without going through the command line.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from analysis.plots import plot_ablation, plot_training_curves, slug
+from analysis.plots import metric_label, plot_ablation, plot_training_curves, slug
 from analysis.render import render
 from analysis.report import Report
 from analysis.runs import load_history
 from analysis.tables import latest_attempts
 
 
-def write_outputs(report: Report, runs, out_dir: Path, plots: bool = True) -> list[Path]:
-    """Every text format, the detailed comparisons and (optionally) the figures."""
+def write_outputs(report: Report, runs, out_dir: Path, plots: bool = True, latex_env: str = "table",
+                  latex_resize: bool = False) -> list[Path]:
+    """Every text format, the detailed comparisons and (optionally) the figures; ``latex_*``:
+    see :func:`analysis.render.to_latex`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     name = slug(report.title)
     written = []
     for fmt, suffix in (("md", "md"), ("latex", "tex"), ("csv", "csv")):
         path = out_dir / f"{name}.{suffix}"
-        path.write_text(render(report, fmt))
+        path.write_text(render(report, fmt, latex_env=latex_env, latex_resize=latex_resize))
         written.append(path)
     comparisons = out_dir / f"{name}_comparisons.csv"
     report.comparison.to_csv(comparisons, index=False)
@@ -32,12 +35,33 @@ def write_outputs(report: Report, runs, out_dir: Path, plots: bool = True) -> li
         report.control.to_csv(comparisons, index=False)
         written.append(comparisons)
     if plots:
+        heading = figure_heading(report)
+        points = set(report.table.attrs.get("points", [])) | set(report.table.attrs.get("in_points", []))
         for metric in report.metrics:
             if report.table[(metric, "n")].sum():
                 written += plot_ablation(report.table, metric, out_dir / f"{name}_{slug(metric)}",
-                                         title=f"{report.title}: {metric}", reference=report.reference)
+                                         title=f"{heading}: {metric_label(metric, metric in points)}",
+                                         reference=report.reference, runs=report.runs)
         # one attempt per (row, seed), as in the table: a failed try and its retry are not averaged
         history = load_history(latest_attempts(runs, report.axes), "train/loss")
         if not history.empty:
-            written += plot_training_curves(history, out_dir / f"{name}_train_loss", title=f"{report.title}: train/loss")
+            written += plot_training_curves(history, out_dir / f"{name}_train_loss",
+                                            title=f"{heading}: training loss")
     return written
+
+
+def figure_heading(report: Report) -> str:
+    """What a figure is about, in the paper's words, from the sweep's description: a source
+    prefix goes ("A-JEPA ablation: masking strategy (random / ...)" -> "Masking strategy"),
+    so does a parenthesis at its end, and "Encoder capacity: ViT-Tiny / ..." keeps its head.
+    Without a description: the sweep's name."""
+    text = (report.description or report.title or "ablation").strip()
+    source = re.match(r"^(A-JEPA|I-JEPA|Riou|Table|Fig)[^:]{0,30}:\s*", text)
+    if source:
+        text = text[source.end():]
+    elif ":" in text:
+        text = text.split(":", 1)[0]
+    if " (" in text and text.rstrip().endswith(")"):
+        text = text.split(" (", 1)[0]
+    text = text.strip() or report.title
+    return text[:1].upper() + text[1:]

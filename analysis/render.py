@@ -25,12 +25,16 @@ SIGNIFICANT, UNTESTED, NO_VARIANCE = "*", "†", "‡"
 CLIP_SIGNIFICANT = "°"
 
 
-def render(report: Report, fmt: str = "md") -> str:
-    """``fmt``: "md" | "markdown" | "latex" | "tex" | "csv"."""
+LATEX_ENVS = ("table", "table*")
+
+
+def render(report: Report, fmt: str = "md", latex_env: str = "table", latex_resize: bool = False) -> str:
+    """``fmt``: "md" | "markdown" | "latex" | "tex" | "csv". ``latex_env``/``latex_resize``: see
+    :func:`to_latex`."""
     if fmt in ("md", "markdown"):
         return to_markdown(report)
     if fmt in ("latex", "tex"):
-        return to_latex(report)
+        return to_latex(report, env=latex_env, resize=latex_resize)
     if fmt == "csv":
         return to_csv(report)
     raise ValueError(f"unknown format {fmt!r}: use md, latex or csv")
@@ -39,8 +43,11 @@ def render(report: Report, fmt: str = "md") -> str:
 # --------------------------------------------------------------------------- cells
 
 
-def display_table(report: Report, bold=lambda s: f"**{s}**") -> pd.DataFrame:
-    """Strings for every cell of the main table; ``bold`` marks the best row per metric."""
+def display_table(report: Report, bold=lambda s: f"**{s}**", show_n: bool = True,
+                  show_trials: bool = True) -> pd.DataFrame:
+    """Strings for every cell of the main table; ``bold`` marks the best row per metric.
+    ``show_n=False`` leaves "(n=...)" out of the cells (the caption says it);
+    ``show_trials=False`` drops the trials column."""
     table, cmp = report.table, report.comparison
     out = pd.DataFrame(index=table.index)
     control = table.index == CONTROL_ROW
@@ -56,7 +63,7 @@ def display_table(report: Report, bold=lambda s: f"**{s}**") -> pd.DataFrame:
         cells = []
         for label in table.index:
             cell = _mean_cell(table.at[label, (metric, "mean")], table.at[label, (metric, "std")],
-                              table.at[label, (metric, "n")], digits)
+                              table.at[label, (metric, "n")], digits, show_n)
             cells.append(bold(cell) if table.at[label, (metric, "best")] else cell)
         out[name] = cells
         if multi_row:
@@ -70,8 +77,22 @@ def display_table(report: Report, bold=lambda s: f"**{s}**") -> pd.DataFrame:
     if report.paper is not None:
         for col in report.paper.columns:
             out[f"paper {col}"] = [_number(v, 1) for v in report.paper[col]]
-    out["trials"] = [_trials_cell(table.loc[label]) for label in table.index]
+    if show_trials:
+        out["trials"] = [_trials_cell(table.loc[label]) for label in table.index]
     return out
+
+
+def common_n(report: Report) -> int | None:
+    """The number of finished seeds when every cell of every metric has the same one, else None."""
+    counts = {int(report.table.at[label, (m, "n")]) for m in report.metrics for label in report.table.index}
+    return counts.pop() if len(counts) == 1 and 0 not in counts else None
+
+
+def all_finished(report: Report) -> bool:
+    """Every row has all its expected trials finished, with no note."""
+    table = report.table
+    return bool((table[(TRIALS, "finished")] == table[(TRIALS, "expected")]).all()
+                and not table[(TRIALS, "note")].astype(str).str.len().any())
 
 
 def footnotes(report: Report) -> list[str]:
@@ -97,6 +118,8 @@ def footnotes(report: Report) -> list[str]:
         notes.append(f"Δ = mean paired difference to {target} on shared seeds; " + "; ".join(marks) + ".")
     if report.table.attrs.get("points"):
         notes.append("accuracies/mAP logged as fractions are shown in points (x100), like the paper.")
+    elif report.table.attrs.get("in_points"):
+        notes.append("accuracy, mAP and F1 in points (%), as logged and as the paper reports them.")
     if report.paper is not None:
         notes.append(f"paper: {report.paper.attrs.get('source', report.paper.attrs.get('name', ''))}.")
     return notes + list(report.notes)
@@ -154,23 +177,37 @@ def to_markdown(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_latex(report: Report) -> str:
-    frame = display_table(report, bold=lambda s: f"\\textbf{{{s}}}")
+def to_latex(report: Report, env: str = "table", resize: bool = False) -> str:
+    """A booktabs table for a paper, compact by default: "(n=...)" leaves the cells for the
+    caption when every cell has the same n, and the trials column goes when every trial
+    finished. ``env="table*"`` spans both columns of a two-column paper; ``resize=True``
+    scales the tabular to ``\\linewidth`` (needs ``\\usepackage{graphicx}``)."""
+    if env not in LATEX_ENVS:
+        raise ValueError(f"latex env must be one of {LATEX_ENVS}, got {env!r}")
+    n = common_n(report)
+    complete = all_finished(report)
+    frame = display_table(report, bold=lambda s: f"\\textbf{{{s}}}", show_n=n is None, show_trials=not complete)
     frame = frame.map(_latex_cell)
     columns = [_latex_escape(c) for c in frame.columns]
     n_label_cols = max(1, len(report.axes))
-    spec = "l" * n_label_cols + "r" * (len(columns) - n_label_cols - 1) + "l"
+    spec = "l" * n_label_cols + "r" * (len(columns) - n_label_cols - (0 if complete else 1)) + ("" if complete else "l")
     caption = report.title + (f": {report.description}" if report.description else "")
+    if n is not None:
+        caption += f" (mean ± std over n = {n} seeds" + ("; every trial finished)" if complete else ")")
+    needs = "booktabs" + (" and graphicx" if resize else "")
+    tabular = [f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
+               " & ".join(columns) + " \\\\", "\\midrule",
+               *(" & ".join(row) + " \\\\" for row in frame.itertuples(index=False)),
+               "\\bottomrule", "\\end{tabular}"]
+    if resize:
+        tabular = ["\\resizebox{\\linewidth}{!}{%", *tabular, "}"]
     lines = [
-        "% generated by ajepa-tables; needs \\usepackage{booktabs}",
-        "\\begin{table}[t]", "\\centering", "\\small",
+        f"% generated by ajepa-tables; needs \\usepackage{{{needs}}}",
+        f"\\begin{{{env}}}[t]", "\\centering", "\\small",
         f"\\caption{{{_latex_escape(caption)}}}",
-        f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
-        " & ".join(columns) + " \\\\", "\\midrule",
-        *(" & ".join(row) + " \\\\" for row in frame.itertuples(index=False)),
-        "\\bottomrule", "\\end{tabular}",
+        *tabular,
         "\\par\\smallskip\\footnotesize " + _latex_escape(" ".join(footnotes(report))),
-        "\\end{table}",
+        f"\\end{{{env}}}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -182,11 +219,13 @@ def to_csv(report: Report) -> str:
 
 
 def numeric_table(report: Report) -> pd.DataFrame:
-    """One row per table row, plain numbers: means, stds, n, best, Δ, CIs, p, verdicts, paper, trials."""
+    """One row per table row, plain numbers: means, stds, n, best, Δ, CIs, p, verdicts, paper, trials.
+    ``row`` is the row label; a sweep of several axes also gets one ``axis <name>`` column each."""
     table, cmp = report.table, report.comparison
     out = pd.DataFrame({"row": table.index})
-    for axis in report.axes:
-        out[f"axis {axis.name}"] = table[("axis", axis.name)].to_numpy()
+    if len(report.axes) > 1:  # one axis: its label is the row label, said once
+        for axis in report.axes:
+            out[f"axis {axis.name}"] = table[("axis", axis.name)].to_numpy()
     for metric in report.metrics:
         for stat in ("mean", "std", "n", "best"):
             out[f"{metric} {stat}"] = table[(metric, stat)].to_numpy()
@@ -231,12 +270,12 @@ def _number(value, digits: int, signed: bool = False) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
-def _mean_cell(mean, std, n, digits: int) -> str:
+def _mean_cell(mean, std, n, digits: int, show_n: bool = True) -> str:
     if not n:
         return DASH
     if n == 1 or pd.isna(std):
-        return f"{mean:.{digits}f} (n=1)"
-    return f"{mean:.{digits}f} ± {std:.{digits}f} (n={int(n)})"
+        return f"{mean:.{digits}f}" + (" (n=1)" if show_n else "")
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" + (f" (n={int(n)})" if show_n else "")
 
 
 def _delta_cell(line: pd.Series, digits: int) -> str:

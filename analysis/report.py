@@ -28,6 +28,7 @@ class Report:
     alpha: float = 0.05
     notes: list[str] = field(default_factory=list)
     control: pd.DataFrame | None = None  # paired_comparison vs the control row (None: the sweep has none)
+    runs: pd.DataFrame | None = None     # the trials the table was built from, in its units (per-seed dots)
 
     @property
     def control_row(self) -> str | None:
@@ -82,4 +83,4 @@ def build_report(runs: pd.DataFrame, metrics: list[str] | None = None, reference
         source += f", sweep run {attrs['parent_run_id']}"
     return Report(title=title or str(attrs.get("experiment") or "ablation"), table=table, comparison=comparison,
                   reference=reference, paper=aligned, description=description, source=source,
-                  alpha=alpha, notes=notes, control=control)
+                  alpha=alpha, notes=notes, control=control, runs=runs)

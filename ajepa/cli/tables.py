@@ -53,7 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--parent", default="latest", metavar="RUN_ID",
                         help="sweep run whose trials to use: latest (default), all, or a run id")
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
-    parser.add_argument("--raw", action="store_true", help="keep fractions as logged (no x100 to points)")
+    parser.add_argument("--raw", action="store_true",
+                        help="show metrics as stored: runs of older versions that logged fractions stay fractions "
+                             "(runs tagged ajepa.units=points are in points either way)")
+    parser.add_argument("--latex-env", choices=("table", "table*"), default="table",
+                        help="LaTeX float: table (one column, default) or table* (spanning both columns)")
+    parser.add_argument("--latex-resize", action="store_true",
+                        help="LaTeX: scale the tabular to \\linewidth with \\resizebox (needs graphicx)")
     parser.add_argument("--no-plots", action="store_true", help="with --out: skip the figures")
     parser.add_argument("--no-clips", action="store_true",
                         help="skip the clip-level test (no per-clip predictions are downloaded)")
@@ -89,9 +95,10 @@ def run(argv: list[str] | None = None) -> int:
     except (RunsNotFound, SpecError, KeyError, ValueError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         return fail("ajepa-tables", f"error: {message}")
-    print(render(report, args.format), end="")
+    latex = {"latex_env": args.latex_env, "latex_resize": args.latex_resize}
+    print(render(report, args.format, **latex), end="")
     if args.out is not None:
-        written = write_outputs(report, runs, args.out, plots=not args.no_plots)
+        written = write_outputs(report, runs, args.out, plots=not args.no_plots, **latex)
         print(f"\nwrote {len(written)} files to {args.out}", file=sys.stderr)
     return 0
 

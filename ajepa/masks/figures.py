@@ -3,9 +3,11 @@
 The drawing only: masks over any ``[F, T]`` picture and a patch grid. Which spectrogram
 to draw them on (a rendered synthetic clip needs audio and data, two floors up) is for the
 command, ``ajepa-masks`` (:mod:`ajepa.cli.masks`), so this package knows grids, not audio.
-Colours: context green, removed (neither context nor target) grey, each target block its
-own colour; overlapping blocks blend. Figures use matplotlib's Agg canvas directly, so
-importing this module changes no global backend.
+Colours (and the legend under every mask figure): context green, removed (neither context
+nor target) grey, each target block its own colour. Where blocks overlap, the later block's
+colour fills the patch (colours never blend into a new one) and every block is outlined
+in its colour, so each block's full extent stays visible. Figures use matplotlib's Agg
+canvas directly, so importing this module changes no global backend.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from ajepa.config import (
     BlockMask,
@@ -35,9 +38,13 @@ from ajepa.masks.strategies import build_mask_sampler
 
 CONTEXT_RGBA = to_rgba("limegreen", 0.3)  # light: the context is what the encoder sees
 REMOVED_RGBA = to_rgba("0.6", 0.92)  # nearly opaque: seen by no one
-TARGET_ALPHA = 0.6
+TARGET_ALPHA = 0.75
+# distinct from the context's green and the removed grey, and from each other
 BLOCK_COLOURS = ["tab:red", "tab:blue", "tab:orange", "tab:purple", "gold", "tab:cyan", "tab:pink",
-                 "tab:brown", "tab:olive", "navy"]
+                 "tab:brown", "navy", "magenta"]
+#: A mask of more blocks than this (strips) is drawn in one target colour: 20 cycling colours say nothing.
+MAX_COLOURED_BLOCKS = 8
+MANY_BLOCKS_COLOUR = "tab:red"
 
 #: The strategies of A-JEPA and the audio-JEPA design study at their paper defaults.
 PAPER_MASKS: dict[str, Any] = {
@@ -83,18 +90,58 @@ def synthetic_spectrogram(num_mel_bins: int = 128, frames: int = 1024, seed: int
 
 
 def mask_overlay(context: np.ndarray, targets: Sequence[np.ndarray], grid: tuple[int, int]) -> np.ndarray:
-    """RGBA ``[H, W, 4]`` for one sample: context green, removed grey, targets coloured by block."""
+    """RGBA ``[H, W, 4]`` for one sample: context green, removed grey, targets coloured by block
+    (a patch in several blocks takes the last one's colour: no blended, muddy colours)."""
     height, width = grid
     image = np.tile(np.array(REMOVED_RGBA), (height * width, 1))
     image[context] = CONTEXT_RGBA
-    colour_sum = np.zeros((height * width, 4))
-    blocks_here = np.zeros(height * width)
     for m, block in enumerate(targets):
-        colour_sum[block] += to_rgba(BLOCK_COLOURS[m % len(BLOCK_COLOURS)], TARGET_ALPHA)
-        blocks_here[block] += 1
-    hit = blocks_here > 0
-    image[hit] = colour_sum[hit] / blocks_here[hit, None]  # overlapping blocks blend
+        image[block] = to_rgba(block_colour(m, len(targets)), TARGET_ALPHA)
     return image.reshape(height, width, 4)
+
+
+def block_colour(m: int, num_blocks: int = 1) -> str:
+    """Block ``m``'s colour in a mask of ``num_blocks`` blocks (one colour past MAX_COLOURED_BLOCKS)."""
+    return BLOCK_COLOURS[m % len(BLOCK_COLOURS)] if num_blocks <= MAX_COLOURED_BLOCKS else MANY_BLOCKS_COLOUR
+
+
+def outline_blocks(ax, targets: Sequence[np.ndarray], grid: tuple[int, int]) -> None:
+    """Each block's outline in its colour: the edges between its patches and the rest."""
+    height, width = grid
+    for m, block in enumerate(targets):
+        inside = np.zeros((height, width), dtype=bool)
+        inside.flat[np.asarray(block)] = True
+        padded = np.pad(inside, 1)
+        segments = []
+        rows, cols = np.nonzero(inside)
+        for r, c in zip(rows, cols):
+            pr, pc = r + 1, c + 1
+            if not padded[pr - 1, pc]:
+                segments.append(((c, r), (c + 1, r)))
+            if not padded[pr + 1, pc]:
+                segments.append(((c, r + 1), (c + 1, r + 1)))
+            if not padded[pr, pc - 1]:
+                segments.append(((c, r), (c, r + 1)))
+            if not padded[pr, pc + 1]:
+                segments.append(((c + 1, r), (c + 1, r + 1)))
+        if segments:
+            from matplotlib.collections import LineCollection
+
+            ax.add_collection(LineCollection(segments, colors=block_colour(m, len(targets)), linewidths=1.3))
+
+
+def mask_legend_handles(max_blocks: int, many: bool = False) -> list[Patch]:
+    """Legend entries: context, removed, then one per target block (up to ``max_blocks``) and,
+    with ``many``, the one colour of masks with more than MAX_COLOURED_BLOCKS blocks."""
+    handles = [Patch(facecolor=CONTEXT_RGBA, edgecolor="0.3", label="context (encoder input)"),
+               Patch(facecolor=REMOVED_RGBA, edgecolor="0.3", label="removed (neither context nor target)")]
+    for m in range(max_blocks):
+        handles.append(Patch(facecolor=to_rgba(block_colour(m), TARGET_ALPHA), edgecolor=block_colour(m),
+                             label=f"target block {m + 1}" if max_blocks > 1 else "target"))
+    if many:
+        handles.append(Patch(facecolor=to_rgba(MANY_BLOCKS_COLOUR, TARGET_ALPHA), edgecolor=MANY_BLOCKS_COLOUR,
+                             label=f"target, masks of > {MAX_COLOURED_BLOCKS} blocks (strips)"))
+    return handles
 
 
 def draw_mask_examples(spec: np.ndarray | None, grid: tuple[int, int], patch_size: tuple[int, int],
@@ -114,6 +161,7 @@ def draw_mask_examples(spec: np.ndarray | None, grid: tuple[int, int], patch_siz
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(configs), examples, squeeze=False)
     extent = (0, width, 0, height)
+    most_blocks, many = 1, False
     for row, (label, cfg) in enumerate(configs.items()):
         sampler = build_mask_sampler(cfg, grid)
         for col in range(examples):
@@ -121,10 +169,18 @@ def draw_mask_examples(spec: np.ndarray | None, grid: tuple[int, int], patch_siz
             generator = torch.Generator().manual_seed(step_seed(seed, row * 1000 + col))
             mask = sampler.sample(generator, progress)
             targets = [t.numpy() for t in mask.targets]
+            if len(targets) > MAX_COLOURED_BLOCKS:
+                many = True
+            else:
+                most_blocks = max(most_blocks, len(targets))
             ax = axes[row, col]
             ax.imshow(spec, origin="lower", aspect="auto", cmap="gray", extent=extent, interpolation="nearest")
             ax.imshow(mask_overlay(mask.context.numpy(), targets, grid), origin="lower", aspect="auto",
                       extent=extent, interpolation="nearest")
+            if 1 < len(targets) <= MAX_COLOURED_BLOCKS:
+                outline_blocks(ax, targets, grid)
+            ax.set_xlim(0, width)
+            ax.set_ylim(0, height)
             share = np.unique(np.concatenate(targets)).size / (height * width)
             title = f"{label}" if col == 0 else ""
             detail = f"target {share:.0%}, context {mask.context.numel() / (height * width):.0%}"
@@ -135,6 +191,10 @@ def draw_mask_examples(spec: np.ndarray | None, grid: tuple[int, int], patch_siz
             ax.set_yticks([])
     axes[-1, 0].set_xlabel("time patches →", fontsize=8)
     axes[-1, 0].set_ylabel("freq patches →", fontsize=8)
+    handles = mask_legend_handles(most_blocks, many)
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), fontsize=7, frameon=False,
+               title="overlapping blocks: the later block's colour, every block outlined" if most_blocks > 1 else None,
+               title_fontsize=7)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

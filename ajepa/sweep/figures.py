@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ajepa.contracts import METRIC_TRAIN_LOSS
+from ajepa.contracts import METRIC_TRAIN_LOSS, METRIC_TRAIN_LR
 
 if TYPE_CHECKING:
     from ajepa.sweep.trials import Trial
@@ -26,7 +26,8 @@ def draw_trial_masks(trial: "Trial", path: Path) -> Path:
 
 
 def plot_loss_curves(metrics_file: Path, title: str):
-    """train/loss (and lr) against step from the trainer's metrics.jsonl, or None if empty."""
+    """train/loss (left axis) and the learning rate (right axis, grey) against step from the
+    trainer's metrics.jsonl, one legend naming both lines; None if no loss was logged."""
     records = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
     points = [(r["step"], r[METRIC_TRAIN_LOSS]) for r in records if METRIC_TRAIN_LOSS in r]
     if not points:
@@ -38,14 +39,20 @@ def plot_loss_curves(metrics_file: Path, title: str):
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     steps, losses = zip(*points)
-    ax.plot(steps, losses, label=METRIC_TRAIN_LOSS)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
+    lines = ax.plot(steps, losses, color="tab:blue", label="training loss (train/loss, left axis)")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss", color="tab:blue")
+    ax.tick_params(axis="y", colors="tab:blue")
     ax.set_title(title, fontsize=9)
-    lrs = [(r["step"], r["train/lr"]) for r in records if "train/lr" in r]
+    ax.grid(alpha=0.3)
+    lrs = [(r["step"], r[METRIC_TRAIN_LR]) for r in records if METRIC_TRAIN_LR in r]
     if lrs:
         twin = ax.twinx()
-        twin.plot(*zip(*lrs), color="tab:gray", alpha=0.5, linewidth=1)
-        twin.set_ylabel("lr", color="tab:gray")
+        lines += twin.plot(*zip(*lrs), color="tab:gray", linestyle="--", linewidth=1,
+                           label="learning rate (train/lr, right axis)")
+        twin.set_ylabel("learning rate", color="tab:gray")
+        twin.tick_params(axis="y", colors="tab:gray")
+        twin.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+    ax.legend(lines, [line.get_label() for line in lines], fontsize="small", loc="upper right")
     fig.tight_layout()
     return fig
