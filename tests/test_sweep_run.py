@@ -256,3 +256,36 @@ def test_optuna_with_asha(tmp_path, data_cache):
         assert run.info.status in ("FINISHED", "KILLED")
         assert run.data.tags["ajepa.axis.loss"] in ("l2", "smooth_l1")
         assert 1e-4 <= float(run.data.params["optim.lr"]) <= 1e-2
+
+
+def test_trials_that_differ_only_in_evaluation_pretrain_once(tmp_path, data_cache):
+    """The fine-tuning-masking sweep's shape (here with the quicker probe-pooling axis): the
+    axis is an evaluation setting, so both trials of a seed share one pretraining (one checkpoint folder, tagged on both runs),
+    and their results equal those of separate pretrainings."""
+    fields = dict(
+        overrides=tiny_overrides(data_cache, **{"eval.tasks": [{"task": "synthetic"}],
+                                                "data.synthetic.num_classes": 3}),
+        axes=[{"name": "pooling", "key": "eval.probe.pooling", "values": ["mean", "freq_concat"]}],
+        seeds=[0], control=False)
+    shared_spec, separate_spec = (write_spec(tmp_path / name, name, share_pretraining=share, **fields)
+                                  for name, share in (("shared", True), ("separate", False)))
+    results = {}
+    for spec in (shared_spec, separate_spec):
+        sweep = load_sweep(spec)
+        outcome = run_sweep(sweep, RunOptions(verbose=0))
+        assert outcome.exit_code == 0
+        runs = trial_runs(sweep, outcome.parent_run_id)
+        results[sweep.name] = {r.data.tags["ajepa.trial_id"]: r for r in runs}
+        pretrainings = sorted((sweep.sweep_dir / "pretraining").glob("*/last.pt"))
+        own = sorted((sweep.sweep_dir / "trials").glob("*/checkpoints/last.pt"))
+        if sweep.name == "shared":
+            assert len(pretrainings) == 1 and own == []  # one pretraining for the seed's two trials
+            assert {r.data.tags["ajepa.pretraining"] for r in runs} == {pretrainings[0].parent.name}
+            trained = [loss_steps(sweep, r) for r in runs]
+            assert sorted(trained) == [[], [1, 2, 3, 4]]  # one trial trained, the other only evaluated
+        else:
+            assert pretrainings == [] and len(own) == 2
+    for key, run in results["separate"].items():
+        shared = results["shared"][key].data.metrics
+        assert {k: v for k, v in shared.items() if k.startswith("eval/")} == \
+            {k: v for k, v in run.data.metrics.items() if k.startswith("eval/")}

@@ -214,6 +214,11 @@ class SweepSpec(_Strict):
         True, description="one extra trial per seed: the first axis combination's encoder at initialisation "
         "(no pretraining), evaluated like the trials; the tables' control row (grid/random search only)",
     )
+    share_pretraining: bool = Field(
+        True, description="trials whose configs differ only in evaluation settings (their pretraining "
+        "signature, ajepa.train.checkpoint.pretraining_signature, with the code's git commit) pretrain once, "
+        "into <storage>/<name>/pretraining/<signature>/ (single-process trials; DDP trials keep their own)",
+    )
 
     @field_validator("seeds")
     @classmethod

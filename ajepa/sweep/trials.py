@@ -17,6 +17,7 @@ the seed alone). They carry no axis labels; MLflow tags them ``ajepa.role=contro
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -32,6 +33,7 @@ from ajepa.config import ConfigError, TrainConfig, apply_overrides, build_config
 from ajepa.contracts import CONTROL_LABEL, ROLE_CONTROL, ROLE_TRIAL, format_label
 from ajepa.sweep.errors import SpecError
 from ajepa.sweep.schema import SweepSpec
+from ajepa.train.checkpoint import pretraining_signature
 
 TRIAL, CONTROL = ROLE_TRIAL, ROLE_CONTROL     # Trial.kind; also the MLflow ajepa.role of its run
 
@@ -144,8 +146,21 @@ class Sweep:
             raise SpecError(f"{err}\n  (the axis values {assignments} on base {self.base_path} "
                             f"+ overrides give an invalid trainer config)") from None
         absolute_paths(cfg, Path.cwd())
+        if kind == TRIAL and self.spec.share_pretraining and self.spec.resources.workers == 1:
+            cfg.checkpoint_dir = self.pretraining_dir(pretraining_signature(cfg, self.code_version))
         return Trial(key=key, index=index, seed=seed, labels=dict(labels), assignments=dict(assignments),
                      tree=dump_config(cfg), kind=kind)
+
+    def pretraining_dir(self, signature: str) -> Path:
+        """The checkpoint folder of every trial with this pretraining signature."""
+        return self.sweep_dir / "pretraining" / signature
+
+    @functools.cached_property
+    def code_version(self) -> str:
+        """Part of every pretraining signature: a new commit pretrains afresh."""
+        from ajepa.sweep.tracking import git_commit
+
+        return git_commit(Path(__file__).resolve().parent)
 
 
 def absolute_paths(model: BaseModel, root: Path) -> None:

@@ -33,10 +33,9 @@ class CheckpointError(UserError):
     """A checkpoint file exists but cannot be read as one (torn, empty, not a checkpoint)."""
 
 # Keys that may change between an interrupted run and its resumption.
-RESUMABLE_CHANGES = ("out_dir", "checkpoint_dir", "device", "threads", "log_every", "checkpoint_every",
+RESUMABLE_CHANGES = ("name", "out_dir", "checkpoint_dir", "device", "threads", "log_every", "checkpoint_every",
                      "keep_checkpoints", "data.num_workers", "data.cache_dir", "data.feature_cache", "eval.")
-# Keys that name a run without changing what it learns.
-NAMING_KEYS = ("name",)
+
 
 
 def checkpoint_path(out_dir: Path, step: int | None = None, folder: Path | None = None) -> Path:
@@ -52,7 +51,7 @@ def pretraining_signature(cfg: TrainConfig, code_version: str = "") -> str:
     pretraining; a new code version gets a new one rather than an old checkpoint."""
     flat = flatten(dump_config(cfg))
     kept = {k: v for k, v in flat.items()
-            if k not in NAMING_KEYS and not any(k == p or k.startswith(p) for p in RESUMABLE_CHANGES)}
+            if not any(k == p or k.startswith(p) for p in RESUMABLE_CHANGES)}
     payload = json.dumps({"config": kept, "code": code_version}, sort_keys=True, default=str)
     return hashlib.sha1(payload.encode()).hexdigest()[:16]
 

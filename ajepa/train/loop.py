@@ -190,7 +190,7 @@ class Trainer:
         changed = config_differences(state["config"], self.cfg)
         if changed:
             raise ConfigError(
-                f"{self.out_dir} holds a checkpoint of a different experiment; changed keys:\n  "
+                f"{path.parent} holds a checkpoint of a different experiment; changed keys:\n  "
                 + "\n  ".join(changed)
                 + "\nUse another out_dir, or restore the original values to resume."
             )
