@@ -41,7 +41,7 @@ def test_control_evaluates_the_seeded_initial_encoder_without_a_step(tiny_config
     record = Record()
     torch.manual_seed(123)  # whatever the global RNG was before: the trainer seeds it
     summary = Trainer(cfg, callbacks=[record], evaluator=evaluator).fit(pretrain=False)
-    assert summary == {"eval/synthetic/acc": 0.25, "eval/step": 0, "train/steps": 0}
+    assert summary == {"eval/synthetic/acc": 0.25, "eval/step": 0, "train/steps": 0, "data/skipped_clips": 0}
     assert record.events == [("start", 0), ("eval", 0), ("FINISHED", 0)]  # no log step, no checkpoint
     assert not (cfg.out_dir / "checkpoints").exists()
 

@@ -213,8 +213,19 @@ def test_dry_run_prints_rows_count_and_cost(tmp_path, capsys):
     assert "cost:" in out and "FLOP" in out and "nothing started" in out
     control_rows = [line for line in out.splitlines() if "control-s" in line]
     assert len(control_rows) == 2 and all("control: initialisation" in r and "0 (control)" in r for r in control_rows)
-    assert "cost: 4 pretraining trials" in out  # a control costs no training
+    assert "cost: 4 pretrainings" in out  # a control costs no training
     assert not (tmp_path / "store").exists()
+
+
+def test_dry_run_counts_one_pretraining_for_trials_that_differ_only_in_evaluation(tmp_path, capsys):
+    axis = {"name": "pooling", "key": "eval.probe.pooling", "values": ["mean", "freq_concat", "mean_max"]}
+    path = spec_file(tmp_path, base_spec(tmp_path, axes=[axis], seeds=[0, 1]))
+    assert main([str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "6 trials use 2 pretrainings" in out and "cost: 2 pretrainings" in out
+    sweep = load_sweep(path)
+    folders = {t.tree["checkpoint_dir"] for t in sweep.trials if not t.is_control}
+    assert len(folders) == 2 and all(t.tree["checkpoint_dir"] is None for t in sweep.controls)
 
 
 # --------------------------------------------------------------------------- control trials
@@ -227,10 +238,10 @@ def test_control_trials_are_the_first_combination_at_initialisation_one_per_seed
     assert all(t.kind == "control" and t.is_control and t.labels == {} for t in controls)
     assert [t.index for t in sweep.trials] == list(range(6)) and sweep.trials[-2:] == controls
     assert controls[0].run_name == "control: initialisation | seed 3"
-    first = sweep.trials[0]  # random patch 75 %, seed 3: the control's config but for its folder and name
+    first = sweep.trials[0]  # random patch 75 %, seed 3: the control's config but for its folders and name
     assert controls[0].assignments == first.assignments
     differ = {k for k in first.tree if first.tree[k] != controls[0].tree[k]}
-    assert differ == {"out_dir", "name"}
+    assert differ == {"out_dir", "name", "checkpoint_dir"}  # a control never shares a pretraining
     assert Path(controls[0].config().out_dir) == sweep.trial_dir("control-s3")
     assert Trial.from_dict(controls[0].to_dict()) == controls[0]  # travels to DDP workers intact
     assert sweep.axes_tag() == [{"name": "masking", "labels": ["random patch 75 %", "time-frequency (tf)"]}]

@@ -65,6 +65,13 @@ def print_dry_run(sweep: Sweep, console: Console, cluster: ClusterResources | No
                           str(steps) if steps is not None else f"{cfg.optim.epochs:g} ep")
         console.print(table)
     console.print(_control_line(sweep))
+    # trials of one pretraining signature share its checkpoint folder: it is trained once
+    by_folder = {str(cfg.checkpoint_dir) if cfg.checkpoint_dir is not None else f"own {i}": cfg
+                 for i, cfg in enumerate(configs)}
+    if len(by_folder) < len(configs):
+        console.print(f"shared pretraining: {len(configs)} trials use {len(by_folder)} pretrainings (trials that "
+                      "differ only in evaluation settings train once; share_pretraining: false turns it off)")
+    configs = list(by_folder.values())
     costs = [trial_cost(cfg) for cfg in configs]
     if any(c.flops is None for c in costs):
         console.print(f"cost: {sweep.num_trials} trials; length in epochs of a non-synthetic dataset, "
@@ -76,7 +83,7 @@ def print_dry_run(sweep: Sweep, console: Console, cluster: ClusterResources | No
             s, unit = device_seconds(c.flops, res.gpu, res.cpu, res.workers)
             seconds += s
         devices = res.workers * (res.gpu if res.gpu else res.cpu)
-        kind = "pretraining trials" if sweep.controls else "trials"
+        kind = "pretrainings"
         line = (f"cost: {len(costs)} {kind}, {sum(c.steps for c in costs):,} steps, "
                 f"{sum(c.samples for c in costs):,} samples, ~{human_flops(flops)} (training matmuls only); "
                 f"~{human_seconds(seconds)} of trial time at {res.workers} x {res.gpu if res.gpu else res.cpu:g} "
