@@ -28,7 +28,7 @@ from ray import tune
 
 from ajepa.contracts import METRIC_TRAIN_LOSS, TAG_AXES, TAG_AXIS_PREFIX, TAG_ERROR, TAG_STOP, TAG_TRIAL_ID
 from ajepa.io_utils import atomic_write_text
-from ajepa.sweep import tracking
+from ajepa.sweep import local_ray, tracking
 from ajepa.sweep.cost import trial_cost
 from ajepa.sweep.errors import SpecError
 from ajepa.sweep.resources import (
@@ -318,11 +318,10 @@ def connect(sweep: Sweep, opts: RunOptions) -> ClusterResources:
     return cluster
 
 
-def start_local_ray(opts: RunOptions) -> None:
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(num_cpus=opts.num_cpus, num_gpus=opts.num_gpus, include_dashboard=False)
+def start_local_ray(opts: RunOptions, sweep: Sweep) -> local_ray.LocalRay | None:
+    """A local Ray on 127.0.0.1 that ends with this process (:mod:`ajepa.sweep.local_ray`);
+    ``None`` when Ray is already initialised (joined with ``--address``, or by the caller)."""
+    return local_ray.start(sweep.sweep_dir, num_cpus=opts.num_cpus, num_gpus=opts.num_gpus)
 
 
 # --------------------------------------------------------------------------- the run
@@ -337,12 +336,16 @@ def run_sweep(sweep: Sweep, opts: RunOptions | None = None) -> SweepOutcome:
     started = time.time()
 
     state = read_state(sweep)
+    previous = local_ray.check_driver(sweep.sweep_dir)  # refused while another live driver runs this sweep
+    if previous is not None:  # it was killed: close what it left RUNNING, whatever this run does next
+        local_ray.close_dead_driver_runs(state, previous)
     if not opts.fresh:
         check_state(sweep, state, opts)
     connect(sweep, opts)
     if opts.fresh:  # only once the request is known to be runnable
         discard_state(sweep, state)
         state = None
+    local_ray.claim_driver(sweep.sweep_dir)
     if opts.prepare:
         from ajepa.sweep.prepare import prepare_data
 
@@ -360,7 +363,7 @@ def run_sweep(sweep: Sweep, opts: RunOptions | None = None) -> SweepOutcome:
                                    sweep=sweep.name, spec_hash=sweep.spec_hash, git_commit=commit,
                                    log_encoder=sweep.spec.tracking.log_encoder,
                                    short_labels=tracking.short_labels(sweep.axes_tag()))
-    start_local_ray(opts)
+    ray_handle = start_local_ray(opts, sweep)
     plan = TrialPlan(sweep=sweep, ctx=ctx, trainer=opts.trainer, callbacks=tuple(opts.callbacks))
     outcome = SweepOutcome(sweep, parent, experiment_id)
     try:
@@ -375,6 +378,9 @@ def run_sweep(sweep: Sweep, opts: RunOptions | None = None) -> SweepOutcome:
         outcome.error = f"{type(err).__name__}: {err}"
         _finish(outcome, client, ctx, started)
         raise
+    finally:
+        local_ray.stop(ray_handle)
+        local_ray.release_driver(sweep.sweep_dir)
     _finish(outcome, client, ctx, started)
     return outcome
 
