@@ -198,3 +198,18 @@ def test_bad_sweep_specs_are_named_before_ray_starts(capsys, tmp_path):
 def test_tables_of_an_unknown_sweep_are_one_line(capsys, tmp_path):
     err = run(tables_cli.main, ["nothing_here", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"], capsys)
     assert "nothing_here" in err
+
+
+def test_bogus_tracking_uri_and_storage_file_are_refused_before_ray(capsys, tmp_path, monkeypatch):
+    from ajepa.sweep import runner
+
+    monkeypatch.setattr(runner, "run_sweep", lambda *a, **k: pytest.fail("the sweep was started"))
+    spec = tmp_path / "s.yaml"
+    spec.write_text(f"name: x\nbase: {TINY}\naxes: [{{name: loss, key: loss.kind, values: [l2]}}]\n"
+                    f"storage: {tmp_path / 'store'}\ntracking: {{uri: 'bogus://x'}}\n")
+    err = run(sweep_cli.main, [str(spec), "--quiet"], capsys)
+    assert "bogus://x" in err and "tracking.uri" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "afile").write_text("")
+    err = run(sweep_cli.main, [str(spec), "--storage", str(tmp_path / "afile"), "--tracking-uri", "http://h:5000"],
+              capsys)
+    assert "afile" in err and "--storage" in err and len(err.strip().splitlines()) == 1

@@ -60,6 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_where(sweep) -> None:
+    """The storage folder and the tracking URI, refused in one line before anything starts."""
+    from urllib.parse import urlparse
+
+    if sweep.storage.exists() and not sweep.storage.is_dir():
+        raise ConfigError(f"storage {sweep.storage} is a file, not a folder (--storage, or the spec's `storage:`)")
+    scheme = urlparse(sweep.tracking_uri).scheme.split("+", 1)[0]  # postgresql+psycopg2://
+    known = ("", "file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "databricks-uc", "uc")
+    if scheme not in known and len(scheme) != 1:  # one letter: a Windows drive
+        raise ConfigError(f"tracking URI {sweep.tracking_uri!r}: unknown scheme {scheme!r} (--tracking-uri, or the "
+                          "spec's `tracking.uri:`); use http://host:5000, sqlite:///ABS/mlflow.db or a folder")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``ajepa-sweep``; errors a user can fix end in one line and exit code 2 (ajepa.cli.common)."""
     return guarded("ajepa-sweep", lambda: run(argv))
@@ -76,6 +89,7 @@ def run(argv: list[str] | None = None) -> int:
                                         ("workers", args.workers)) if v is not None}
         sweep = load_sweep(args.spec, base=args.base, storage=args.storage, tracking_uri=args.tracking_uri,
                            resources=resources)
+        check_where(sweep)
         if args.dry_run:
             from ajepa.sweep.resources import local_resources
             from ajepa.sweep.summary import print_dry_run
