@@ -76,12 +76,12 @@ METRIC_EVAL_STEP = "eval/step"         # the step of the evaluation the eval/* m
 # --------------------------------------------------------------------------- units
 
 #: Scores that are logged (MLflow) and tabulated in points (0-100), as the papers report them.
-POINT_METRICS = ("acc", "map", "f1", "acc_std")
+POINT_METRICS = ("acc", "map", "f1", "acc_std", "map_std", "f1_std")
 POINT_DECIMALS = 3  # 0.001 points: distinct for test sets of up to 100 000 clips
 
 
 def is_point_metric(key: str) -> bool:
-    """``eval/<task>/[fold<k>/]{acc,map,f1,acc_std}``: a score the evaluator gives as a fraction."""
+    """``eval/<task>/[fold<k>/]{acc,map,f1}`` and their ``_std``: a score the evaluator gives as a fraction."""
     parts = key.split("/")
     return len(parts) >= 3 and parts[0] == "eval" and parts[-1] in POINT_METRICS
 

@@ -84,6 +84,8 @@ def system_metrics_monitor(run_id: str, uri: str, resume: bool):
         import psutil  # noqa: F401 - MLflow's CPU monitor needs it
         from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
+        # its INFO lines ("Started monitoring", "Skip logging GPU metrics") would repeat per trial
+        logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
         monitor = SystemMetricsMonitor(run_id, sampling_interval=SYSTEM_METRICS_INTERVAL_S,
                                        resume_logging=resume, tracking_uri=uri)
         monitor.start()
