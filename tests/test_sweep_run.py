@@ -289,3 +289,37 @@ def test_trials_that_differ_only_in_evaluation_pretrain_once(tmp_path, data_cach
         shared = results["shared"][key].data.metrics
         assert {k: v for k, v in shared.items() if k.startswith("eval/")} == \
             {k: v for k, v in run.data.metrics.items() if k.startswith("eval/")}
+
+
+def test_a_finished_sweep_is_evaluated_on_a_second_task_without_retraining(tmp_path, data_cache, capsys):
+    """--evaluate adds a task's metrics to the existing trial and control runs (a new
+    column of ajepa-tables); running it again adds nothing."""
+    from data_suite_fixtures import write_urbansound8k
+
+    from ajepa.cli.tables import main as tables_main
+    from ajepa.sweep.evaluate import evaluate_sweep, parse_task
+
+    spec = write_spec(
+        tmp_path, "again", overrides=tiny_overrides(data_cache, **{"eval.tasks": [{"task": "synthetic"}],
+                                                                 "data.synthetic.num_classes": 3}),
+        axes=[{"name": "loss", "key": "loss.kind", "values": ["l2", "l1"]}], seeds=[0])
+    sweep = load_sweep(spec)
+    outcome = run_sweep(sweep, RunOptions(verbose=0))
+    assert outcome.exit_code == 0
+    trained = {p: p.stat().st_mtime_ns for p in sweep.sweep_dir.glob("pretraining/*/last.pt")}
+    task = parse_task("urbansound8k", str(write_urbansound8k(tmp_path / "UrbanSound8K")))
+    overrides = ["eval.batch_size=8", "frontend.norm=none"]  # the fixture has no stats.json of its own
+    first = evaluate_sweep(load_sweep(spec), task, overrides, echo=lambda line: None)
+    assert sorted(first.evaluated) == sorted(t.key for t in sweep.trials) and first.skipped == {}
+    again = evaluate_sweep(load_sweep(spec), task, overrides, echo=lambda line: None)
+    assert again.evaluated == [] and set(again.skipped) == {t.key for t in sweep.trials}
+    assert {p: p.stat().st_mtime_ns for p in trained} == trained  # nothing retrained
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(sweep.tracking_uri)
+    for run in trial_runs(sweep, outcome.parent_run_id):
+        history = client.get_metric_history(run.info.run_id, "eval/urbansound8k/acc")
+        assert len(history) == 1 and history[0].step == 4  # once, at the final pretraining step
+    capsys.readouterr()
+    assert tables_main([str(spec), "--no-plots"]) == 0
+    table = capsys.readouterr().out
+    assert "urbansound8k" in table and "synthetic" in table and "control" in table

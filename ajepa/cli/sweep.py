@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-resource-check", action="store_true",
                    help="skip the resource check (autoscaling clusters that add GPU nodes on demand)")
     p.add_argument("--quiet", action="store_true", help="no live trial table")
+    p.add_argument("--evaluate", metavar="TASK",
+                   help="evaluate the finished trials again on TASK (a task name, e.g. esc50, or a YAML mapping "
+                   "'{task: esc50, root: /data/ESC-50}') without retraining; metrics land in their MLflow runs")
+    p.add_argument("--evaluate-data", metavar="PATH", help="with --evaluate: the task's root (or manifest)")
+    p.add_argument("--eval-override", metavar="KEY=VALUE", action="append", default=[],
+                   help="with --evaluate: a dotted override of the evaluation, e.g. eval.probe.pooling=mean_max")
     return p
 
 
@@ -90,6 +96,14 @@ def run(argv: list[str] | None = None) -> int:
         sweep = load_sweep(args.spec, base=args.base, storage=args.storage, tracking_uri=args.tracking_uri,
                            resources=resources)
         check_where(sweep)
+        if args.evaluate:
+            from ajepa.sweep.evaluate import evaluate_sweep, parse_task
+
+            outcome = evaluate_sweep(sweep, parse_task(args.evaluate, args.evaluate_data), args.eval_override,
+                                     echo=console.print)
+            console.print(f"evaluated {len(outcome.evaluated)} runs; skipped {len(outcome.skipped)}"
+                          + "".join(f"\n  {k}: {why}" for k, why in outcome.skipped.items()))
+            return 0
         if args.dry_run:
             from ajepa.sweep.resources import local_resources
             from ajepa.sweep.summary import print_dry_run
