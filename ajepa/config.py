@@ -218,6 +218,14 @@ TASK_KINDS = union_choices(EvalTask, "task")
 TASK_TYPES: dict[str, type[TaskCommon]] = dict(zip(TASK_KINDS, get_args(get_args(EvalTask)[0])))
 
 
+def task_location(task: str, path: str | Path) -> dict[str, Path]:
+    """Where one given path puts a task's data: its ``manifest`` when the task reads one and
+    the path is a file, else its ``root`` (``ajepa-eval --data``, ``ajepa-sweep --evaluate-data``)."""
+    path = Path(path)
+    is_manifest = "manifest" in TASK_TYPES[task].model_fields and path.is_file()
+    return {"manifest" if is_manifest else "root": path}
+
+
 def parse_task(fields: dict) -> TaskCommon:
     """A dict with a ``task`` key -> that dataset's task type (pydantic's ValidationError if invalid)."""
     return _TASK_ADAPTER.validate_python(fields)

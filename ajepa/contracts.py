@@ -11,6 +11,7 @@ describes the layout these names spell.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -89,6 +90,12 @@ def is_point_metric(key: str) -> bool:
 def to_points(fraction: float) -> float:
     """A fraction (0.24444...) as points rounded to :data:`POINT_DECIMALS` (24.444)."""
     return round(float(fraction) * 100.0, POINT_DECIMALS)
+
+
+def logged_value(key: str, value: float, points: bool) -> float:
+    """What a run logs for ``key``: a finite score in points when the run logs points
+    (tag ``ajepa.units=points``), every other value as given."""
+    return to_points(value) if points and is_point_metric(key) and math.isfinite(value) else float(value)
 
 
 def metric_key_part(text: str) -> str:

@@ -30,6 +30,7 @@ from ajepa.config import (
     format_validation_error,
     parse_override,
     parse_task,
+    task_location,
 )
 
 EPILOG = """\
@@ -86,8 +87,7 @@ def task_from_args(args: argparse.Namespace, task_overrides: dict) -> TaskCommon
     fields: dict = {"task": args.task, "protocol": args.protocol, "name": args.name}
     task_type = TASK_TYPES[args.task]
     if args.data is not None:
-        is_manifest = "manifest" in task_type.model_fields and args.data.is_file()
-        fields["manifest" if is_manifest else "root"] = args.data
+        fields.update(task_location(args.task, args.data))
     elif task_type.located_by and not any(task_overrides.get(key) is not None for key in task_type.located_by):
         raise ConfigError(f"--task {args.task} needs --data PATH (the dataset folder or manifest)")
     try:

@@ -98,16 +98,15 @@ def _evaluate_trial(trial: Trial, task: EvalTask, overrides) -> tuple[dict[str, 
 
 
 def _log(client, run_id: str, metrics: dict[str, float], step: int, predictions: Path) -> None:
-    import math
     import time
 
     from mlflow.entities import Metric
 
-    from ajepa.contracts import TAG_UNITS, UNITS_POINTS, is_point_metric, to_points
+    from ajepa.contracts import TAG_UNITS, UNITS_POINTS, logged_value
 
     points = client.get_run(run_id).data.tags.get(TAG_UNITS) == UNITS_POINTS  # the run's own convention
     now = int(time.time() * 1000)
-    batch = [Metric(k, to_points(v) if points and is_point_metric(k) and math.isfinite(v) else float(v), now, step)
+    batch = [Metric(k, logged_value(k, v, points), now, step)
              for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     for i in range(0, len(batch), 1000):
         client.log_batch(run_id, metrics=batch[i:i + 1000])
@@ -117,15 +116,16 @@ def _log(client, run_id: str, metrics: dict[str, float], step: int, predictions:
 
 def parse_task(text: str, data: str | None) -> EvalTask:
     """``esc50`` (with ``data`` as its root or manifest) or a YAML mapping ``{task: esc50, root: ...}``."""
-    from ajepa.config import ConfigError
+    from ajepa.config import TASK_TYPES, ConfigError, task_location
     from ajepa.config import parse_task as parse_task_tree
     from ajepa.contracts import load_yaml
 
     value = load_yaml(text)
     tree = value if isinstance(value, dict) else {"task": str(value)}
+    if tree.get("task") not in TASK_TYPES:
+        raise SpecError(f"--evaluate {text!r}: unknown task; choose one of {sorted(TASK_TYPES)}")
     if data is not None:
-        key = "manifest" if tree.get("task") in ("manifest", "evar") else "root"
-        tree = {**tree, key: data}
+        tree = {**tree, **task_location(tree["task"], data)}
     try:
         return parse_task_tree(tree)
     except (ConfigError, ValueError) as err:

@@ -43,8 +43,7 @@ from ajepa.contracts import (
     TAG_TRIAL_ID,
     TAG_UNITS,
     UNITS_POINTS,
-    is_point_metric,
-    to_points,
+    logged_value,
 )
 from ajepa.sweep.figures import draw_trial_masks, plot_loss_curves
 from ajepa.sweep.tracking import (
@@ -193,7 +192,7 @@ class MlflowTrialCallback(Callback):
 
     def _display_value(self, key: str, value: float) -> float:
         """Scores (``eval/<task>/…/acc``, map, f1, acc_std) in points, rounded; the rest as given."""
-        return to_points(value) if self.points and is_point_metric(key) and math.isfinite(value) else float(value)
+        return logged_value(key, value, self.points)
 
     # ------------------------------------------------------------------ trainer hooks
     def on_log(self, step, metrics):
