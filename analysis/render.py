@@ -4,7 +4,9 @@ Markdown and LaTeX show what a reader needs at a glance: mean ± std (n) per met
 the best row in bold, the paired difference to the reference row and to the control row
 (the encoder at initialisation) with significance marks -- ``*`` from the seed-level test,
 ``°`` from the clip-level one -- the paper's number beside ours, and how many trials each
-row still lacks. CSV is the same content as plain numbers, for anyone who wants to
+row still lacks. Under it, when the table has two or more tasks, the summary across tasks
+(:mod:`analysis.crosstask`: mean, mean rank, IQM with stratified bootstrap CIs, and P(row
+beats row)). CSV is the same content as plain numbers, for anyone who wants to
 recompute or replot.
 """
 
@@ -17,6 +19,8 @@ import pandas as pd
 from tabulate import tabulate
 
 from analysis import stats
+from analysis.crosstask import COLUMNS as CROSS_COLUMNS
+from analysis.crosstask import method_note
 from analysis.report import Report
 from analysis.tables import CONTROL_ROW, TRIALS, metric_display
 
@@ -125,6 +129,36 @@ def footnotes(report: Report) -> list[str]:
     return notes + list(report.notes)
 
 
+def cross_task_display(report: Report, bold=lambda s: f"**{s}**") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Strings for the summary across tasks (one line per summarised row; ``bold`` marks the
+    best mean, rank and IQM among the sweep's rows) and for the P(row beats column) matrix."""
+    cross = report.cross_task
+    summary = cross.summary
+    digits = _digits(summary["mean"])
+    ranked = summary.drop(index=CONTROL_ROW, errors="ignore")
+    best = {"mean": ranked["mean"].max(), "mean_rank": ranked["mean_rank"].min(), "iqm": ranked["iqm"].max()}
+
+    def cell(row: str, column: str, text: str) -> str:
+        is_best = row != CONTROL_ROW and len(ranked) > 1 and summary.at[row, column] == best[column]
+        return bold(text) if is_best else text
+
+    lines = []
+    for row, line in summary.iterrows():
+        lines.append({
+            "row": row, "scores": str(int(line["n_scores"])),
+            "mean": cell(row, "mean", _number(line["mean"], digits)),
+            f"{cross.level:.0%} CI (mean)": _interval(line["mean_low"], line["mean_high"], digits, signed=False),
+            "mean rank": DASH if pd.isna(line["mean_rank"]) else cell(row, "mean_rank", f"{line['mean_rank']:.2f}"),
+            "IQM": cell(row, "iqm", _number(line["iqm"], digits)),
+            f"{cross.level:.0%} CI (IQM)": _interval(line["iqm_low"], line["iqm_high"], digits, signed=False),
+            "P(> ref)": "ref" if row == cross.reference else _number(line["p_beats_ref"], 2),
+            f"{cross.level:.0%} CI (P)": _interval(line["p_low"], line["p_high"], 2, signed=False),
+        })
+    matrix = cross.improvement.map(lambda p: _number(p, 2))
+    matrix.insert(0, "P(row > column)", list(matrix.index))
+    return pd.DataFrame(lines), matrix.reset_index(drop=True)
+
+
 COMPARISON_COLUMNS = ["row", "metric", "n", "Δ", "95% CI (t)", "95% CI (bootstrap)", "p (seeds)", "p adj. (seeds)",
                       "verdict (seeds)", "clips (scored)", "Δ (clips)", "95% CI (seeds × clips)", "p (clips)",
                       "p adj. (clips)", "verdict (clips)"]
@@ -167,6 +201,13 @@ def to_markdown(report: Report) -> str:
     lines = [f"## {report.title}" + (f" — {report.description}" if report.description else ""), "",
              f"_{report.source}_", "", _markdown(frame), ""]
     lines += [f"- {note}" for note in footnotes(report)]
+    if report.cross_task is not None:
+        summary, matrix = cross_task_display(report)
+        tasks = ", ".join(metric_display(m) for m in report.cross_task.tasks)
+        lines += ["", f"### Across tasks ({tasks})", "", _markdown(summary), "",
+                  f"- {method_note(report.cross_task)}"]
+        if len(matrix) > 2:
+            lines += ["", "### P(row beats column) across tasks", "", _markdown(matrix)]
     cmp = comparison_display(report)
     if not cmp.empty:
         lines += ["", f"### Paired comparisons vs {report.reference!r}", "", _markdown(cmp)]
@@ -209,7 +250,30 @@ def to_latex(report: Report, env: str = "table", resize: bool = False) -> str:
         "\\par\\smallskip\\footnotesize " + _latex_escape(" ".join(footnotes(report))),
         f"\\end{{{env}}}",
     ]
+    if report.cross_task is not None:
+        lines += _latex_cross_task(report, env, resize)
     return "\n".join(lines) + "\n"
+
+
+def _latex_cross_task(report: Report, env: str, resize: bool) -> list[str]:
+    """The summary across tasks as a second float: the summary tabular, then P(row beats column)."""
+    summary, matrix = cross_task_display(report, bold=lambda s: f"\\textbf{{{s}}}")
+    tabulars = []
+    for frame in (summary, matrix) if len(matrix) > 2 else (summary,):
+        cells = frame.map(_latex_cell)
+        tabular = [f"\\begin{{tabular}}{{l{'r' * (len(frame.columns) - 1)}}}", "\\toprule",
+                   " & ".join(_latex_escape(c) for c in frame.columns) + " \\\\", "\\midrule",
+                   *(" & ".join(row) + " \\\\" for row in cells.itertuples(index=False)),
+                   "\\bottomrule", "\\end{tabular}"]
+        if resize:
+            tabular = ["\\resizebox{\\linewidth}{!}{%", *tabular, "}"]
+        tabulars += tabular + ["\\par\\medskip"]
+    tasks = ", ".join(metric_display(m) for m in report.cross_task.tasks)
+    return [f"\\begin{{{env}}}[t]", "\\centering", "\\small",
+            f"\\caption{{{_latex_escape(f'{report.title}: across tasks ({tasks})')}}}",
+            *tabulars[:-1],
+            "\\par\\smallskip\\footnotesize " + _latex_escape(method_note(report.cross_task)),
+            f"\\end{{{env}}}"]
 
 
 def to_csv(report: Report) -> str:
@@ -219,7 +283,8 @@ def to_csv(report: Report) -> str:
 
 
 def numeric_table(report: Report) -> pd.DataFrame:
-    """One row per table row, plain numbers: means, stds, n, best, Δ, CIs, p, verdicts, paper, trials.
+    """One row per table row, plain numbers: means, stds, n, best, Δ, CIs, p, verdicts, paper, trials,
+    and the summary across tasks (``across <stat>``, ``across P(> <row>)``: NaN for rows left out).
     ``row`` is the row label; a sweep of several axes also gets one ``axis <name>`` column each."""
     table, cmp = report.table, report.comparison
     out = pd.DataFrame({"row": table.index})
@@ -241,6 +306,13 @@ def numeric_table(report: Report) -> pd.DataFrame:
             out[f"paper {col}"] = report.paper[col].to_numpy()
     for stat in ("expected", "finished", "running", "failed", "stopped", "missing", "note"):
         out[f"trials {stat}"] = table[(TRIALS, stat)].to_numpy()
+    if report.cross_task is not None:
+        summary = report.cross_task.summary.reindex(table.index)
+        for col in CROSS_COLUMNS:
+            out[f"across {col}"] = summary[col].to_numpy()
+        improvement = report.cross_task.improvement.reindex(index=table.index)
+        for row in report.cross_task.improvement.columns:
+            out[f"across P(> {row})"] = improvement[row].to_numpy()
     out["reference"] = out["row"].eq(report.reference)
     out["control"] = out["row"].eq(CONTROL_ROW)
     return out
@@ -302,10 +374,11 @@ def _trials_cell(row: pd.Series) -> str:
     return f"{text} ({note})" if note else text
 
 
-def _interval(low, high, digits: int) -> str:
+def _interval(low, high, digits: int, signed: bool = True) -> str:
     if low is None or high is None or pd.isna(low) or pd.isna(high):
         return DASH
-    return f"[{low:+.{digits}f}, {high:+.{digits}f}]"
+    sign = "+" if signed else ""
+    return f"[{low:{sign}.{digits}f}, {high:{sign}.{digits}f}]"
 
 
 def _p(value) -> str:
@@ -322,7 +395,7 @@ def _latex_escape(text: str) -> str:
     text = "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
     return (text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("–", "--")
             .replace(SIGNIFICANT, r"$^{*}$").replace(UNTESTED, r"$^{\dagger}$").replace(NO_VARIANCE, r"$^{\ddagger}$")
-            .replace(CLIP_SIGNIFICANT, r"$^{\circ}$").replace("…", r"\ldots{}"))
+            .replace(CLIP_SIGNIFICANT, r"$^{\circ}$").replace("…", r"\ldots{}").replace("×", r"$\times$"))
 
 
 def _latex_cell(cell: str) -> str:

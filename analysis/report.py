@@ -1,4 +1,5 @@
-"""Assemble one ablation report: our table, the paired comparisons and the paper's numbers.
+"""Assemble one ablation report: our table, the paired comparisons, the summary across tasks
+and the paper's numbers.
 
 The renderers (markdown, LaTeX, CSV) and the plots all take a :class:`Report`, so they
 agree on rows, reference and units by construction.
@@ -10,10 +11,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from analysis.crosstask import CrossTask, cross_task
 from analysis.paper import align_paper, paper_table
 from analysis.runs import Axis
 from analysis.stats import paired_comparison
-from analysis.tables import ablation_table, as_points, axes_of, find_row, metric_names
+from analysis.tables import ablation_table, as_points, axes_of, find_row, metric_display, metric_names
 
 
 @dataclass
@@ -29,6 +31,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     control: pd.DataFrame | None = None  # paired_comparison vs the control row (None: the sweep has none)
     runs: pd.DataFrame | None = None     # the trials the table was built from, in its units (per-seed dots)
+    cross_task: CrossTask | None = None  # analysis.crosstask: the rows over all tasks (None: fewer than 2 tasks)
 
     @property
     def control_row(self) -> str | None:
@@ -74,6 +77,10 @@ def build_report(runs: pd.DataFrame, metrics: list[str] | None = None, reference
         aligned = align_paper(frame, list(table.index))
         if aligned.attrs.get("unmatched"):
             notes.append("paper rows with no matching row here: " + ", ".join(aligned.attrs["unmatched"]))
+    summary = cross_task(runs, metrics, reference, axes)
+    if summary is not None and summary.left_out:
+        notes.append("left out of the summary across tasks (a task has no finished seed): " + "; ".join(
+            f"{row} (lacks {', '.join(metric_display(m) for m in lacking)})" for row, lacking in summary.left_out.items()))
     missing = [m for m in metrics if table[(m, "n")].sum() == 0]
     if missing:
         notes.append("no finished trial reported: " + ", ".join(missing))
@@ -83,4 +90,4 @@ def build_report(runs: pd.DataFrame, metrics: list[str] | None = None, reference
         source += f", sweep run {attrs['parent_run_id']}"
     return Report(title=title or str(attrs.get("experiment") or "ablation"), table=table, comparison=comparison,
                   reference=reference, paper=aligned, description=description, source=source,
-                  alpha=alpha, notes=notes, control=control, runs=runs)
+                  alpha=alpha, notes=notes, control=control, runs=runs, cross_task=summary)
