@@ -217,8 +217,10 @@ def _mark_break(ax) -> bool:
 
 
 def plot_training_curves(history: pd.DataFrame, stem: str | Path, axes: list[Axis] | None = None,
-                         title: str | None = None) -> list[Path]:
-    """A :func:`analysis.runs.load_history` frame -> mean ± std over seeds per row, per step."""
+                         title: str | None = None, markers: bool = False, control: float | None = None) -> list[Path]:
+    """A :func:`analysis.runs.load_history` frame -> mean ± std over seeds per row, per step.
+    ``markers``: a dot at every step measured (probe learning curves: a few evaluations);
+    ``control``: the control row's mean, drawn as a dashed line."""
     axes = list(axes if axes is not None else history.attrs.get("axes", []))
     key = history.attrs.get("key", "value")
     fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
@@ -233,11 +235,14 @@ def plot_training_curves(history: pd.DataFrame, stem: str | Path, axes: list[Axi
                 continue
             counts.append(part["run_id"].nunique() if "run_id" in part else 1)
             curve = part.groupby("step")["value"].agg(["mean", "std"]).fillna({"std": 0.0})
-            line, = ax.plot(curve.index, curve["mean"], label=row)
+            line, = ax.plot(curve.index, curve["mean"], label=row, marker="o" if markers else None)
             ax.fill_between(curve.index, curve["mean"] - curve["std"], curve["mean"] + curve["std"],
                             color=line.get_color(), alpha=0.2, linewidth=0)
+    if control is not None and not pd.isna(control):
+        ax.axhline(control, color="tab:red", linestyle="--", linewidth=1, label=CONTROL_ROW)
+    if not history.empty:
         ax.legend(fontsize="small", title=", ".join(a.name for a in axes) or None)
-    ax.set_xlabel("optimizer step")
+    ax.set_xlabel("pretraining step (optimizer steps)")
     ax.set_ylabel(metric_label(key) if key != "value" else key)
     ax.set_title(title or f"{metric_label(key)} during pretraining", fontsize=10)
     ax.grid(alpha=0.3)

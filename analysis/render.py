@@ -287,7 +287,7 @@ def numeric_table(report: Report) -> pd.DataFrame:
     and the summary across tasks (``across <stat>``, ``across P(> <row>)``: NaN for rows left out).
     ``row`` is the row label; a sweep of several axes also gets one ``axis <name>`` column each."""
     table, cmp = report.table, report.comparison
-    out = pd.DataFrame({"row": table.index})
+    out = {"row": table.index.to_numpy()}  # columns, joined once at the end
     if len(report.axes) > 1:  # one axis: its label is the row label, said once
         for axis in report.axes:
             out[f"axis {axis.name}"] = table[("axis", axis.name)].to_numpy()
@@ -313,9 +313,9 @@ def numeric_table(report: Report) -> pd.DataFrame:
         improvement = report.cross_task.improvement.reindex(index=table.index)
         for row in report.cross_task.improvement.columns:
             out[f"across P(> {row})"] = improvement[row].to_numpy()
-    out["reference"] = out["row"].eq(report.reference)
-    out["control"] = out["row"].eq(CONTROL_ROW)
-    return out
+    out["reference"] = out["row"] == report.reference
+    out["control"] = out["row"] == CONTROL_ROW
+    return pd.DataFrame(out)
 
 
 NUMERIC_COLUMNS = ("n_pairs", "diff_mean", "ci_low", "ci_high", "boot_low", "boot_high", "p_value", "p_adjusted",

@@ -16,6 +16,7 @@ no axis labels; ``analysis.tables`` makes them the control row).
 ``frame.attrs`` carries ``axes`` (list of :class:`Axis`, in sweep order), ``uri``,
 ``experiment``, ``parent_run_id``, ``control`` (the sweep runs control trials) and, from
 the parent run's tags when present, ``seeds``, ``table``, ``metrics`` and ``description``.
+:func:`metrics_at_step` swaps the final values for those logged at one pretraining step.
 """
 
 from __future__ import annotations
@@ -257,3 +258,39 @@ def _trial_row(run, axes: list[Axis]) -> dict:
     row.update({PARAM_PREFIX + k: v for k, v in params.items()})
     row.update({METRIC_PREFIX + k: v for k, v in data.metrics.items()})
     return row
+
+
+def metrics_at_step(runs: pd.DataFrame, step: int, metrics: Iterable[str], uri: str | None = None) -> pd.DataFrame:
+    """``runs`` with the ``metrics`` (``eval/<task>/<metric>`` names) as logged at pretraining
+    step ``step`` -- by training with ``eval.every_steps`` or by ``ajepa-sweep --evaluate
+    --at-steps`` -- instead of their final values: the table "at step N".
+
+    Every other eval metric column is dropped, so no final value is mixed in. A trial that
+    logged nothing at that step gets NaN (the table counts it as finished without the
+    metric). Control trials keep their values: they are the encoder at initialisation
+    whatever the step. Raises :class:`RunsNotFound` naming the steps that do have values
+    when no trial logged any metric at ``step``.
+    """
+    client = open_client(uri or runs.attrs["uri"])
+    metrics = [m for m in metrics if METRIC_PREFIX + m in runs]
+    out = runs.drop(columns=[c for c in runs.columns if c.startswith(METRIC_PREFIX + "eval/")
+                             and c[len(METRIC_PREFIX):] not in metrics])
+    control = out["role"].eq(ROLE_CONTROL) if "role" in out else pd.Series(False, index=out.index)
+    seen: set[int] = set()
+    found = False
+    for metric in metrics:
+        column = METRIC_PREFIX + metric
+        values = out[column].copy()
+        for index, run_id in out.loc[~control & out[column].notna(), "run_id"].items():
+            history = client.get_metric_history(run_id, metric)
+            seen.update(m.step for m in history)
+            at = [m for m in history if m.step == step]
+            values[index] = max(at, key=lambda m: m.timestamp).value if at else float("nan")
+            found = found or bool(at)
+        out[column] = values
+    if not found:
+        raise RunsNotFound(f"no trial logged {', '.join(metrics) or 'an eval metric'} at step {step}; steps with "
+                           f"values: {sorted(seen) or 'none'} (evaluate kept checkpoints with "
+                           "ajepa-sweep SPEC --evaluate TASK --at-steps all, or train with eval.every_steps)")
+    out.attrs.update(runs.attrs, at_step=step)
+    return out

@@ -11,6 +11,7 @@ by value so Ray's worker processes can run them.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -291,9 +293,13 @@ def test_trials_that_differ_only_in_evaluation_pretrain_once(tmp_path, data_cach
             {k: v for k, v in run.data.metrics.items() if k.startswith("eval/")}
 
 
-def test_a_finished_sweep_is_evaluated_on_a_second_task_without_retraining(tmp_path, data_cache, capsys):
+def test_a_finished_sweep_is_evaluated_on_a_second_task_and_at_kept_checkpoints(tmp_path, data_cache, capsys,
+                                                                                monkeypatch):
     """--evaluate adds a task's metrics to the existing trial and control runs (a new
-    column of ajepa-tables); running it again adds nothing."""
+    column of ajepa-tables, and with two tasks the summary across them); running it again
+    adds nothing. --at-steps all then evaluates the kept step checkpoints too -- found from
+    the runs' pretraining tags after the code changed commit -- into the metric history
+    that ajepa-tables --at-step and the learning-curve figures read."""
     from data_suite_fixtures import write_urbansound8k
 
     from ajepa.cli.tables import main as tables_main
@@ -301,25 +307,52 @@ def test_a_finished_sweep_is_evaluated_on_a_second_task_without_retraining(tmp_p
 
     spec = write_spec(
         tmp_path, "again", overrides=tiny_overrides(data_cache, **{"eval.tasks": [{"task": "synthetic"}],
-                                                                 "data.synthetic.num_classes": 3}),
+                                                                 "data.synthetic.num_classes": 3,
+                                                                 "keep_checkpoints": 3}),
         axes=[{"name": "loss", "key": "loss.kind", "values": ["l2", "l1"]}], seeds=[0])
     sweep = load_sweep(spec)
     outcome = run_sweep(sweep, RunOptions(verbose=0))
     assert outcome.exit_code == 0
-    trained = {p: p.stat().st_mtime_ns for p in sweep.sweep_dir.glob("pretraining/*/last.pt")}
+    trained = {p: p.stat().st_mtime_ns for p in sweep.sweep_dir.glob("pretraining/*/*.pt")}
+    assert sorted({p.name for p in trained}) == ["last.prev.pt", "last.pt", "step00000002.pt", "step00000004.pt"]
     task = parse_task("urbansound8k", str(write_urbansound8k(tmp_path / "UrbanSound8K")))
     overrides = ["eval.batch_size=8", "frontend.norm=none"]  # the fixture has no stats.json of its own
     first = evaluate_sweep(load_sweep(spec), task, overrides, echo=lambda line: None)
     assert sorted(first.evaluated) == sorted(t.key for t in sweep.trials) and first.skipped == {}
     again = evaluate_sweep(load_sweep(spec), task, overrides, echo=lambda line: None)
     assert again.evaluated == [] and set(again.skipped) == {t.key for t in sweep.trials}
-    assert {p: p.stat().st_mtime_ns for p in trained} == trained  # nothing retrained
     from mlflow.tracking import MlflowClient
     client = MlflowClient(sweep.tracking_uri)
-    for run in trial_runs(sweep, outcome.parent_run_id):
+    runs = trial_runs(sweep, outcome.parent_run_id)
+    final = {r.info.run_id: r.data.metrics["eval/urbansound8k/acc"] for r in runs}
+    for run in runs:
         history = client.get_metric_history(run.info.run_id, "eval/urbansound8k/acc")
         assert len(history) == 1 and history[0].step == 4  # once, at the final pretraining step
     capsys.readouterr()
     assert tables_main([str(spec), "--no-plots"]) == 0
     table = capsys.readouterr().out
     assert "urbansound8k" in table and "synthetic" in table and "control" in table
+    assert "### Across tasks (synthetic acc, urbansound8k acc)" in table
+
+    monkeypatch.setattr("ajepa.sweep.tracking.git_commit", lambda folder: "a-later-commit")
+    later = load_sweep(spec)  # today's signatures name folders that do not exist
+    assert not any(Path(t.tree["checkpoint_dir"]).exists() for t in later.trials if not t.is_control)
+    curves = evaluate_sweep(later, task, overrides, echo=lambda line: None, steps="all")
+    assert sorted(curves.evaluated) == sorted(r.data.tags["ajepa.trial_id"] for r in runs)  # step 2 of each
+    assert all(v == [2] for v in curves.steps.values())
+    assert evaluate_sweep(later, task, overrides, echo=lambda line: None, steps="all").evaluated == []
+    assert {p: p.stat().st_mtime_ns for p in trained} == trained  # nothing retrained
+    for run in runs:
+        history = client.get_metric_history(run.info.run_id, "eval/urbansound8k/acc")
+        assert sorted(m.step for m in history) == [2, 4]
+        assert client.get_run(run.info.run_id).data.metrics["eval/urbansound8k/acc"] == final[run.info.run_id]
+    capsys.readouterr()
+    assert tables_main([str(spec), "--at-step", "2", "--format", "csv", "--no-plots"]) == 0
+    at_two = pd.read_csv(io.StringIO(capsys.readouterr().out)).set_index("row")
+    for run in runs:
+        step_two = [m.value for m in client.get_metric_history(run.info.run_id, "eval/urbansound8k/acc") if m.step == 2]
+        assert at_two.at[run.data.tags["ajepa.axis.loss"], "eval/urbansound8k/acc mean"] == pytest.approx(step_two[0])
+    assert tables_main([str(spec), "--out", str(tmp_path / "report")]) == 0
+    assert (tmp_path / "report" / "again_eval_urbansound8k_acc_curve.png").is_file()
+    assert tables_main([str(spec), "--at-step", "3"]) == 2
+    assert "no trial logged" in capsys.readouterr().err

@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate the finished trials again on TASK (a task name, e.g. esc50, or a YAML mapping "
                    "'{task: esc50, root: /data/ESC-50}') without retraining; metrics land in their MLflow runs")
     p.add_argument("--evaluate-data", metavar="PATH", help="with --evaluate: the task's root (or manifest)")
+    p.add_argument("--at-steps", metavar="all|N,M",
+                   help="with --evaluate: also the checkpoints kept during pretraining (keep_checkpoints), all of "
+                   "them or these steps; each lands at its step (probe learning curves, ajepa-tables --at-step N)")
     p.add_argument("--eval-override", metavar="KEY=VALUE", action="append", default=[],
                    help="with --evaluate: a dotted override of the evaluation, e.g. eval.probe.pooling=mean_max")
     return p
@@ -85,7 +88,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for flag, value in (("--at-steps", args.at_steps), ("--evaluate-data", args.evaluate_data),
+                        ("--eval-override", args.eval_override)):
+        if value and not args.evaluate:
+            parser.error(f"{flag} needs --evaluate TASK")
     console = Console(soft_wrap=True)
     err = Console(stderr=True, soft_wrap=True)
     from ajepa.sweep.spec import load_sweep
@@ -97,11 +105,13 @@ def run(argv: list[str] | None = None) -> int:
                            resources=resources)
         check_where(sweep)
         if args.evaluate:
-            from ajepa.sweep.evaluate import evaluate_sweep, parse_task
+            from ajepa.sweep.evaluate import evaluate_sweep, parse_steps, parse_task
 
+            steps = parse_steps(args.at_steps)
             outcome = evaluate_sweep(sweep, parse_task(args.evaluate, args.evaluate_data), args.eval_override,
-                                     echo=console.print)
-            console.print(f"evaluated {len(outcome.evaluated)} runs; skipped {len(outcome.skipped)}"
+                                     echo=console.print, steps=steps)
+            console.print(f"evaluated {len(outcome.evaluated)} checkpoints of {len(outcome.steps)} runs; "
+                          f"skipped {len(outcome.skipped)} runs"
                           + "".join(f"\n  {k}: {why}" for k, why in outcome.skipped.items()))
             return 0
         if args.dry_run:

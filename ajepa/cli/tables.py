@@ -10,6 +10,9 @@ row, ``<name>_control_comparisons.csv``) and the figures (PNG + PDF) there.
 
 The per-clip test predictions the trials logged (``predictions/<task>.csv`` artifacts) are
 read for the clip-level test (``p (clips)``); ``--no-clips`` skips them (seed level only).
+``--at-step N`` tabulates the values logged at pretraining step N instead of the final ones;
+``--out`` also plots each metric against the pretraining step when it was logged at several
+(probe learning curves).
 
 Arguments and error reporting only; the work is the :mod:`analysis` package. Like it,
 this command never imports torch, so tables build on any machine that reads the store.
@@ -27,8 +30,9 @@ from analysis.outputs import write_outputs
 from analysis.paper import available_tables, find_paper
 from analysis.render import render
 from analysis.report import build_report
-from analysis.runs import RunsNotFound, load_runs
+from analysis.runs import RunsNotFound, load_runs, metrics_at_step
 from analysis.source import SpecError, resolve_source
+from analysis.tables import metric_names
 
 FORMATS = ("md", "latex", "csv")
 
@@ -61,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--latex-resize", action="store_true",
                         help="LaTeX: scale the tabular to \\linewidth with \\resizebox (needs graphicx)")
     parser.add_argument("--no-plots", action="store_true", help="with --out: skip the figures")
+    parser.add_argument("--at-step", type=int, metavar="N",
+                        help="cells as logged at pretraining step N (eval.every_steps, or ajepa-sweep --evaluate TASK "
+                             "--at-steps all) instead of the final values; the clip-level test is left out")
     parser.add_argument("--no-clips", action="store_true",
                         help="skip the clip-level test (no per-clip predictions are downloaded)")
     return parser
@@ -83,12 +90,19 @@ def run(argv: list[str] | None = None) -> int:
         table_name = source.table or recorded.get("table")
         # an explicit --paper must exist; a spec's `table:` without shipped numbers is only noted
         spec_paper = table_name if table_name and find_paper(table_name) else None
-        predictions = None if args.no_clips else load_predictions(runs)
-        report = build_report(runs, predictions=predictions, metrics=args.metrics or source.metrics or recorded.get("metrics") or None,
-                              reference=args.reference, paper=args.paper or spec_paper,
-                              title=source.name or source.experiment,
+        metrics = args.metrics or source.metrics or recorded.get("metrics") or None
+        title = source.name or source.experiment
+        if args.at_step is not None:
+            runs = metrics_at_step(runs, args.at_step, metric_names(runs, metrics))
+            title += f" at step {args.at_step}"
+        predictions = None if args.no_clips or args.at_step is not None else load_predictions(runs)
+        report = build_report(runs, predictions=predictions, metrics=metrics,
+                              reference=args.reference, paper=args.paper or spec_paper, title=title,
                               description=source.description or recorded.get("description"),
                               alpha=args.alpha, points=not args.raw)
+        if args.at_step is not None:
+            report.notes.append(f"values logged at pretraining step {args.at_step} (the control row: the encoder at "
+                                "initialisation); clip-level test left out (it reads the final predictions).")
         if table_name and not args.paper and spec_paper is None:
             report.notes.append(f"no paper numbers for table {table_name!r} "
                                 f"(shipped: {', '.join(available_tables())})")

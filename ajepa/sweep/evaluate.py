@@ -1,15 +1,25 @@
-"""Evaluate a finished sweep again, on new tasks or with new evaluation settings, without
-retraining: ``ajepa-sweep SPEC --evaluate TASK [--evaluate-data PATH] [eval overrides]``.
+"""Evaluate a finished sweep again, on new tasks, with new evaluation settings or at the
+checkpoints kept during pretraining, without retraining:
+``ajepa-sweep SPEC --evaluate TASK [--evaluate-data PATH] [--at-steps all|N,M] [eval overrides]``.
 
-Each finished trial's final checkpoint (its own, or the pretraining it shares) is loaded
-and evaluated with the trial's config plus the new ``eval`` settings; each control trial's
+Each finished trial's final checkpoint (its own, or the pretraining it shares: the folder
+its run's ``ajepa.pretraining`` tag names, so a later commit still finds it) is loaded and
+evaluated with the trial's config plus the new ``eval`` settings; each control trial's
 encoder is rebuilt exactly as the trainer builds it (``torch.manual_seed(seed)`` right
 before ``AJEPA(cfg)``). The metrics land in the trial's existing MLflow child run, at the
-step they were measured (the final pretraining step), with the per-clip predictions as
-artifacts, so ``ajepa-tables`` shows the new task as new columns of the same table.
+step they were measured, with the per-clip predictions as artifacts, so ``ajepa-tables``
+shows the new task as new columns of the same table.
 
-Idempotent: a run that already holds metrics of the task (``eval/<task name>/...``) is
-skipped, so running it twice adds nothing. It runs in the driver, one trial after another
+``--at-steps`` also evaluates the step checkpoints kept during pretraining
+(``keep_checkpoints: K`` keeps the last K-1 ``step<N>.pt`` besides ``last.pt``; one is
+written every ``checkpoint_every`` steps): "all" of them, or the steps listed. Each lands
+at its own step of the run's metric history, which ``ajepa-tables --at-step N`` tabulates
+and ``ajepa-tables --out`` plots as probe learning curves. MLflow's latest value of a metric
+is the one at the highest step, so the table's default (final) cells do not change.
+
+Idempotent per step: a step at which the run already holds the task's metrics
+(``eval/<task name>/...``, from training or an earlier ``--evaluate``) is skipped, so
+running it twice adds nothing. It runs in the driver, one checkpoint after another
 (evaluation is short next to pretraining); the embedding cache makes a repeat cheap.
 """
 
@@ -26,16 +36,36 @@ from ajepa.eval.run import task_prefix
 from ajepa.sweep import tracking
 from ajepa.sweep.trials import Sweep, Trial
 
+FINAL = "final"
+ALL_STEPS = "all"
+
 
 @dataclass
 class EvaluationOutcome:
-    evaluated: list[str] = field(default_factory=list)   # trial keys
-    skipped: dict[str, str] = field(default_factory=dict)  # trial key -> why
+    evaluated: list[str] = field(default_factory=list)   # trial keys (once per checkpoint evaluated)
+    skipped: dict[str, str] = field(default_factory=dict)  # trial key -> why nothing was evaluated
+    steps: dict[str, list[int]] = field(default_factory=dict)  # trial key -> the steps evaluated now
+
+
+def parse_steps(text: str | None) -> str | list[int]:
+    """``--at-steps``: None -> "final" (the final checkpoint), "all", or "200,400" -> [200, 400]."""
+    if text is None:
+        return FINAL
+    if text.strip() == ALL_STEPS:
+        return ALL_STEPS
+    try:
+        steps = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        steps = []
+    if not steps or min(steps) < 0:
+        raise SpecError(f"--at-steps {text!r}: give 'all' or pretraining steps like 200,400")
+    return steps
 
 
 def evaluate_sweep(sweep: Sweep, task: EvalTask, overrides: list[str] | dict[str, Any] = (),
-                   echo: Callable[[str], None] = print) -> EvaluationOutcome:
-    """Evaluate every finished trial and control of ``sweep`` on ``task`` (module docstring)."""
+                   echo: Callable[[str], None] = print, steps: str | list[int] = FINAL) -> EvaluationOutcome:
+    """Evaluate every finished trial and control of ``sweep`` on ``task`` at ``steps``
+    (:func:`parse_steps`; module docstring)."""
     from ajepa.sweep.runner import read_state
 
     state = read_state(sweep)
@@ -50,15 +80,74 @@ def evaluate_sweep(sweep: Sweep, task: EvalTask, overrides: list[str] | dict[str
         if run is None or run.info.status != "FINISHED":
             outcome.skipped[trial.key] = "not finished"
             continue
-        if any(key.startswith(prefix) for key in run.data.metrics):
-            outcome.skipped[trial.key] = f"already has {prefix}*"
+        folder = _checkpoint_folder(sweep, trial, run)
+        available = {0: None} if trial.is_control else _kept_checkpoints(folder)
+        if not available:
+            outcome.skipped[trial.key] = f"no checkpoint in {folder}"
             continue
-        metrics, step, predictions = _evaluate_trial(trial, task, overrides)
-        _log(client, run.info.run_id, metrics, step, predictions)
-        outcome.evaluated.append(trial.key)
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k.count("/") == 2)
-        echo(f"{trial.key}: {shown}")
+        wanted = _wanted(available, steps, trial.is_control)
+        done = _steps_with(client, run, prefix)
+        todo = [step for step in wanted if step not in done]
+        if not todo:
+            missing = [s for s in (steps if isinstance(steps, list) else []) if s not in available]
+            outcome.skipped[trial.key] = (f"already has {prefix}* at step {', '.join(map(str, wanted))}" if wanted
+                                          else f"kept no checkpoint at step {', '.join(map(str, missing))} "
+                                               f"(kept: {', '.join(map(str, sorted(available)))})")
+            continue
+        final = max(available)
+        for step in todo:
+            # the final step's per-clip predictions are the ones the clip-level test reads;
+            # an earlier step's go one folder down, beside them
+            where = PREDICTIONS if step == final else f"{PREDICTIONS}/step{step:08d}"
+            metrics, predictions = _evaluate_checkpoint(trial, task, overrides, available[step], where)
+            _log(client, run.info.run_id, metrics, step, predictions, where)
+            outcome.evaluated.append(trial.key)
+            outcome.steps.setdefault(trial.key, []).append(step)
+            shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k.count("/") == 2)
+            echo(f"{trial.key} @ step {step}: {shown}")
     return outcome
+
+
+def _checkpoint_folder(sweep: Sweep, trial: Trial, run) -> Path:
+    """Where the trial's checkpoints are: the shared pretraining its run was tagged with
+    (not today's signature, which a new commit changes), else its own folder."""
+    from ajepa.contracts import TAG_PRETRAINING
+    from ajepa.train.checkpoint import checkpoint_path
+
+    signature = run.data.tags.get(TAG_PRETRAINING)
+    if signature:
+        return sweep.pretraining_dir(signature)
+    return checkpoint_path(Path(trial.tree["out_dir"])).parent
+
+
+def _kept_checkpoints(folder: Path) -> dict[int, Path]:
+    """step -> checkpoint file: every ``step<N>.pt`` and ``last.pt`` (at the step it holds)."""
+    from ajepa.train.checkpoint import LAST, load_checkpoint
+
+    kept = {}
+    for path in sorted(folder.glob("step*.pt")):
+        try:
+            kept[int(path.stem[len("step"):])] = path
+        except ValueError:
+            continue
+    last = folder / LAST
+    if last.is_file():
+        kept[int(load_checkpoint(last)["step"])] = last
+    return kept
+
+
+def _wanted(available: dict[int, Path | None], steps: str | list[int], control: bool) -> list[int]:
+    if control or steps == FINAL:
+        return [max(available)]  # a control is the encoder at step 0 and has nothing else
+    if steps == ALL_STEPS:
+        return sorted(available)
+    return [s for s in steps if s in available]
+
+
+def _steps_with(client, run, prefix: str) -> set[int]:
+    """The steps at which the run already logged the task's metrics."""
+    keys = sorted(k for k in run.data.metrics if k.startswith(prefix))
+    return {m.step for m in client.get_metric_history(run.info.run_id, keys[0])} if keys else set()
 
 
 def _trial_config(trial: Trial, task: EvalTask, overrides):
@@ -68,36 +157,42 @@ def _trial_config(trial: Trial, task: EvalTask, overrides):
     return build_config(tree, f"trial {trial.key} + --evaluate")
 
 
-def _evaluate_trial(trial: Trial, task: EvalTask, overrides) -> tuple[dict[str, float], int, Path]:
+def _evaluate_checkpoint(trial: Trial, task: EvalTask, overrides, path: Path | None, where: str
+                         ) -> tuple[dict[str, float], Path]:
+    """The task's metrics of the encoder in checkpoint ``path`` (None: the control's
+    initial encoder), and the folder of its per-clip predictions (also copied to
+    ``<out_dir>/<where>``)."""
     import torch
 
     from ajepa.eval import build_evaluator
     from ajepa.models import AJEPA
-    from ajepa.train.checkpoint import checkpoint_path, load_checkpoint
+    from ajepa.train.checkpoint import load_checkpoint
 
     cfg = _trial_config(trial, task, overrides)
-    if trial.is_control:
+    if path is None:
         torch.manual_seed(cfg.seed)  # as the trainer does, right before building the model
-        model, step = AJEPA(cfg), 0
+        model = AJEPA(cfg)
     else:
-        state = load_checkpoint(checkpoint_path(cfg.out_dir, folder=cfg.checkpoint_dir))
-        model, step = AJEPA(build_config(state["config"], f"{trial.key} checkpoint")), int(state["step"])
+        state = load_checkpoint(path)
+        model = AJEPA(build_config(state["config"], f"{trial.key} checkpoint {path.name}"))
         model.load_state_dict(state["model"])
+        step = int(state["step"])
     model.eval()
     predictions = Path(tempfile.mkdtemp(prefix=f"ajepa-eval-{trial.key}-"))
     evaluator = build_evaluator(cfg, predictions_dir=predictions)
     if evaluator is None:  # pragma: no cover - a task was given
         raise SpecError("--evaluate: nothing to evaluate")
     with torch.no_grad():
-        metrics = evaluator({"target": model.target_encoder, "context": model.context_encoder}, step)
+        metrics = evaluator({"target": model.target_encoder, "context": model.context_encoder},
+                            0 if path is None else step)
     metrics.pop("eval/step", None)
-    (Path(cfg.out_dir) / PREDICTIONS).mkdir(parents=True, exist_ok=True)
+    (Path(cfg.out_dir) / where).mkdir(parents=True, exist_ok=True)
     for csv in predictions.glob("*.csv"):  # beside the trial's own predictions, as the trainer writes them
-        (Path(cfg.out_dir) / PREDICTIONS / csv.name).write_bytes(csv.read_bytes())
-    return metrics, step, predictions
+        (Path(cfg.out_dir) / where / csv.name).write_bytes(csv.read_bytes())
+    return metrics, predictions
 
 
-def _log(client, run_id: str, metrics: dict[str, float], step: int, predictions: Path) -> None:
+def _log(client, run_id: str, metrics: dict[str, float], step: int, predictions: Path, where: str) -> None:
     import time
 
     from mlflow.entities import Metric
@@ -111,7 +206,7 @@ def _log(client, run_id: str, metrics: dict[str, float], step: int, predictions:
     for i in range(0, len(batch), 1000):
         client.log_batch(run_id, metrics=batch[i:i + 1000])
     if any(predictions.glob("*.csv")):
-        client.log_artifacts(run_id, str(predictions), PREDICTIONS)
+        client.log_artifacts(run_id, str(predictions), where)
 
 
 def parse_task(text: str, data: str | None) -> EvalTask:
