@@ -303,6 +303,7 @@ def test_a_finished_sweep_is_evaluated_on_a_second_task_and_at_kept_checkpoints(
     from data_suite_fixtures import write_urbansound8k
 
     from ajepa.cli.tables import main as tables_main
+    from ajepa.sweep import evaluate as evaluate_module
     from ajepa.sweep.evaluate import evaluate_sweep, parse_task
 
     spec = write_spec(
@@ -337,6 +338,12 @@ def test_a_finished_sweep_is_evaluated_on_a_second_task_and_at_kept_checkpoints(
     monkeypatch.setattr("ajepa.sweep.tracking.git_commit", lambda folder: "a-later-commit")
     later = load_sweep(spec)  # today's signatures name folders that do not exist
     assert not any(Path(t.tree["checkpoint_dir"]).exists() for t in later.trials if not t.is_control)
+    spec_data = yaml.safe_load(spec.read_text())
+    spec.write_text(yaml.safe_dump({**spec_data, "reuse_pretraining_across_commits": True}, sort_keys=False))
+    reusing = load_sweep(spec)  # asked: the earlier commit's pretraining of the same config
+    assert {t.tree["checkpoint_dir"] for t in reusing.trials if not t.is_control} == \
+        {str(p.parent) for p in trained if p.name == "last.pt"}
+    spec.write_text(yaml.safe_dump(spec_data, sort_keys=False))
     curves = evaluate_sweep(later, task, overrides, echo=lambda line: None, steps="all")
     assert sorted(curves.evaluated) == sorted(r.data.tags["ajepa.trial_id"] for r in runs)  # step 2 of each
     assert all(v == [2] for v in curves.steps.values())
@@ -356,3 +363,33 @@ def test_a_finished_sweep_is_evaluated_on_a_second_task_and_at_kept_checkpoints(
     assert (tmp_path / "report" / "again_eval_urbansound8k_acc_curve.png").is_file()
     assert tables_main([str(spec), "--at-step", "3"]) == 2
     assert "no trial logged" in capsys.readouterr().err
+
+    # on Ray (what --address does): one task per checkpoint, the same numbers as in the driver
+    from ajepa.sweep import local_ray
+    handle = local_ray.start(tmp_path / "ray", num_cpus=2)
+    try:
+        on_ray = evaluate_sweep(later, parse_task("{task: urbansound8k, name: us8k_ray}", str(tmp_path / "UrbanSound8K")),
+                          overrides, echo=lambda line: None, on_ray=True)
+    finally:
+        local_ray.stop(handle)
+    assert sorted(on_ray.evaluated) == sorted(t.key for t in sweep.trials) and not on_ray.failed
+    for run in trial_runs(sweep, outcome.parent_run_id):
+        metrics = client.get_run(run.info.run_id).data.metrics
+        assert metrics["eval/us8k_ray/acc"] == pytest.approx(metrics["eval/urbansound8k/acc"], abs=1e-6)
+
+    # a checkpoint that cannot be evaluated is reported; the others go on and a re-run does only it
+    broken = next(t.key for t in sweep.trials if not t.is_control)
+    real = evaluate_module._evaluate_checkpoint
+
+    def flaky(trial, *args):
+        if trial.key == broken:
+            raise RuntimeError("disk on fire")
+        return real(trial, *args)
+
+    monkeypatch.setattr(evaluate_module, "_evaluate_checkpoint", flaky)
+    second = parse_task("{task: urbansound8k, name: us8k_again}", str(tmp_path / "UrbanSound8K"))
+    partial = evaluate_sweep(later, second, overrides, echo=lambda line: None)
+    assert list(partial.failed) == [f"{broken} @ step 4"] and "disk on fire" in partial.failed[f"{broken} @ step 4"]
+    assert broken not in partial.evaluated and len(partial.evaluated) == len(sweep.trials) - 1
+    monkeypatch.setattr(evaluate_module, "_evaluate_checkpoint", real)
+    assert evaluate_sweep(later, second, overrides, echo=lambda line: None).evaluated == [broken]

@@ -23,8 +23,12 @@ examples:
   ajepa-sweep sweeps/masking.yaml                    # again after Ctrl-C: resumes, finished trials are kept
   ajepa-sweep sweeps/ratio.yaml --base experiments/paper_vitb.yaml --gpus-per-trial 1 \\
       --cpus-per-trial 16 --address auto --tracking-uri http://mlflow-host:5000 --storage /shared/sweeps
+  ajepa-sweep sweeps/masking.yaml --evaluate urbansound8k --evaluate-data /data/UrbanSound8K
+                                                     # a finished sweep on a new task, no retraining
+  ajepa-sweep sweeps/masking.yaml --evaluate esc50 --evaluate-data /data/ESC-50 --at-steps all
+                                                     # also at every kept checkpoint: learning curves
 
-exit codes: 0 all trials finished, 1 some failed, 2 invalid spec/resources (nothing started),
+exit codes: 0 all trials finished (or evaluated), 1 some failed, 2 invalid spec/resources (nothing started),
 130 interrupted (re-run to resume). Spec reference: docs/SWEEPS.md.
 """
 
@@ -108,11 +112,20 @@ def run(argv: list[str] | None = None) -> int:
             from ajepa.sweep.evaluate import evaluate_sweep, parse_steps, parse_task
 
             steps = parse_steps(args.at_steps)
-            outcome = evaluate_sweep(sweep, parse_task(args.evaluate, args.evaluate_data), args.eval_override,
-                                     echo=console.print, steps=steps)
+            task = parse_task(args.evaluate, args.evaluate_data)
+            if args.address:  # the cluster's nodes evaluate, one Ray task per checkpoint
+                import ray
+
+                ray.init(address=args.address)
+            outcome = evaluate_sweep(sweep, task, args.eval_override, echo=console.print, steps=steps,
+                                     on_ray=bool(args.address))
             console.print(f"evaluated {len(outcome.evaluated)} checkpoints of {len(outcome.steps)} runs; "
                           f"skipped {len(outcome.skipped)} runs"
                           + "".join(f"\n  {k}: {why}" for k, why in outcome.skipped.items()))
+            if outcome.failed:
+                err.print(f"{len(outcome.failed)} evaluations failed (re-run to retry them):"
+                          + "".join(f"\n  {k}: {why}" for k, why in outcome.failed.items()))
+                return 1
             return 0
         if args.dry_run:
             from ajepa.sweep.resources import local_resources

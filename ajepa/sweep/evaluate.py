@@ -19,8 +19,12 @@ is the one at the highest step, so the table's default (final) cells do not chan
 
 Idempotent per step: a step at which the run already holds the task's metrics
 (``eval/<task name>/...``, from training or an earlier ``--evaluate``) is skipped, so
-running it twice adds nothing. It runs in the driver, one checkpoint after another
-(evaluation is short next to pretraining); the embedding cache makes a repeat cheap.
+running it twice adds nothing, and a re-run after a failure does only what is missing.
+Without ``--address`` it runs in the driver, one checkpoint after another (evaluation is
+short next to pretraining; the embedding cache makes a repeat cheap); with ``--address``
+each checkpoint is a Ray task with one trial's resources on that cluster, which logs into
+the store itself (so the store and the storage folder must be reachable from every node,
+as for the sweep). A failing checkpoint is reported and the others go on.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class EvaluationOutcome:
     evaluated: list[str] = field(default_factory=list)   # trial keys (once per checkpoint evaluated)
     skipped: dict[str, str] = field(default_factory=dict)  # trial key -> why nothing was evaluated
     steps: dict[str, list[int]] = field(default_factory=dict)  # trial key -> the steps evaluated now
+    failed: dict[str, str] = field(default_factory=dict)  # "trial @ step N" -> why
 
 
 def parse_steps(text: str | None) -> str | list[int]:
@@ -62,21 +67,56 @@ def parse_steps(text: str | None) -> str | list[int]:
     return steps
 
 
+@dataclass
+class Job:
+    """One checkpoint to evaluate and the run its metrics go to."""
+
+    trial: Trial
+    run_id: str
+    step: int
+    checkpoint: Path | None  # None: the control's initial encoder
+    where: str               # artifact folder of its per-clip predictions
+
+
 def evaluate_sweep(sweep: Sweep, task: EvalTask, overrides: list[str] | dict[str, Any] = (),
-                   echo: Callable[[str], None] = print, steps: str | list[int] = FINAL) -> EvaluationOutcome:
+                   echo: Callable[[str], None] = print, steps: str | list[int] = FINAL,
+                   on_ray: bool = False) -> EvaluationOutcome:
     """Evaluate every finished trial and control of ``sweep`` on ``task`` at ``steps``
-    (:func:`parse_steps`; module docstring)."""
+    (:func:`parse_steps`; module docstring). ``on_ray``: one Ray task per checkpoint with
+    the spec's per-trial resources, on the cluster Ray is connected to; else one after
+    another in this process."""
     from ajepa.sweep.runner import read_state
 
     state = read_state(sweep)
     if not state or not state.get("parent_run_id"):
         raise SpecError(f"{sweep.sweep_dir}: the sweep has not run yet (no sweep.json); run it first")
-    client = tracking.client_for(state["tracking_uri"])
+    uri = state["tracking_uri"]
+    outcome = EvaluationOutcome()
+    jobs = plan_jobs(sweep, task, steps, uri, state["parent_run_id"], outcome)
+    overrides = list(overrides) if not isinstance(overrides, dict) else overrides
+    run = _on_ray(sweep) if on_ray else _in_process
+    for job, metrics in run(jobs, task, overrides, uri):
+        if isinstance(metrics, str):  # the job failed: why, in one line
+            outcome.failed[f"{job.trial.key} @ step {job.step}"] = metrics
+            echo(f"{job.trial.key} @ step {job.step}: FAILED {metrics}")
+            continue
+        outcome.evaluated.append(job.trial.key)
+        outcome.steps.setdefault(job.trial.key, []).append(job.step)
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k.count("/") == 2)
+        echo(f"{job.trial.key} @ step {job.step}: {shown}")
+    return outcome
+
+
+def plan_jobs(sweep: Sweep, task: EvalTask, steps: str | list[int], uri: str, parent: str,
+              outcome: EvaluationOutcome) -> list[Job]:
+    """Every (finished run, kept checkpoint) not yet evaluated on ``task``; why a run has
+    none goes to ``outcome.skipped``."""
+    client = tracking.client_for(uri)
     experiment = client.get_experiment_by_name(sweep.experiment)
     prefix = f"eval/{task_prefix(task)}/"
-    outcome = EvaluationOutcome()
+    jobs = []
     for trial in sweep.trials:
-        run = tracking.find_trial_run(client, experiment.experiment_id, state["parent_run_id"], trial.key)
+        run = tracking.find_trial_run(client, experiment.experiment_id, parent, trial.key)
         if run is None or run.info.status != "FINISHED":
             outcome.skipped[trial.key] = "not finished"
             continue
@@ -99,13 +139,49 @@ def evaluate_sweep(sweep: Sweep, task: EvalTask, overrides: list[str] | dict[str
             # the final step's per-clip predictions are the ones the clip-level test reads;
             # an earlier step's go one folder down, beside them
             where = PREDICTIONS if step == final else f"{PREDICTIONS}/step{step:08d}"
-            metrics, predictions = _evaluate_checkpoint(trial, task, overrides, available[step], where)
-            _log(client, run.info.run_id, metrics, step, predictions, where)
-            outcome.evaluated.append(trial.key)
-            outcome.steps.setdefault(trial.key, []).append(step)
-            shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k.count("/") == 2)
-            echo(f"{trial.key} @ step {step}: {shown}")
-    return outcome
+            jobs.append(Job(trial, run.info.run_id, step, available[step], where))
+    return jobs
+
+
+def evaluate_job(job: Job, task: EvalTask, overrides, uri: str) -> dict[str, float]:
+    """Evaluate one checkpoint and log its metrics and predictions into its run: the unit of
+    work, in this process or as a Ray task (it needs only the store and the checkpoint)."""
+    metrics, predictions = _evaluate_checkpoint(job.trial, task, overrides, job.checkpoint, job.where)
+    _log(tracking.client_for(uri), job.run_id, metrics, job.step, predictions, job.where)
+    return metrics
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:200]}" if text else type(err).__name__
+
+
+def _in_process(jobs: list[Job], task, overrides, uri):
+    """Each job in turn; a failing one yields its reason and the others still run."""
+    for job in jobs:
+        try:
+            yield job, evaluate_job(job, task, overrides, uri)
+        except Exception as err:  # one bad checkpoint must not cost the other evaluations
+            yield job, _one_line(err)
+
+
+def _on_ray(sweep: Sweep):
+    """Run the jobs as Ray tasks sized like one trial (``resources.cpu``/``gpu``), yielding
+    each as it finishes (a failed one: its reason)."""
+    def run(jobs: list[Job], task, overrides, uri):
+        import ray
+
+        res = sweep.spec.resources
+        remote = ray.remote(num_cpus=res.cpu, num_gpus=res.gpu, max_retries=0)(evaluate_job)
+        pending = {remote.remote(job, task, overrides, uri): job for job in jobs}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(ready[0])
+            try:
+                yield job, ray.get(ready[0])
+            except ray.exceptions.RayTaskError as err:
+                yield job, _one_line(err.cause if err.cause is not None else err)
+    return run
 
 
 def _checkpoint_folder(sweep: Sweep, trial: Trial, run) -> Path:

@@ -219,6 +219,10 @@ class SweepSpec(_Strict):
         "signature, ajepa.train.checkpoint.pretraining_signature, with the code's git commit) pretrain once, "
         "into <storage>/<name>/pretraining/<signature>/ (single-process trials; DDP trials keep their own)",
     )
+    reuse_pretraining_across_commits: bool = Field(
+        False, description="with share_pretraining: a trial whose config was already pretrained by another commit of "
+        "the code reuses that checkpoint instead of pretraining afresh (off: a new commit never reuses old weights)",
+    )
 
     @field_validator("seeds")
     @classmethod

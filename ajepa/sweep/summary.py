@@ -6,6 +6,7 @@ Kept apart from the runner so ``--dry-run`` never imports Ray or MLflow.
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -15,6 +16,7 @@ from ajepa.contracts import CONTROL_LABEL
 from ajepa.sweep.cost import device_seconds, human_flops, human_seconds, trial_cost
 from ajepa.sweep.resources import ClusterResources, concurrent_trials
 from ajepa.sweep.trials import Sweep
+from ajepa.train.checkpoint import LAST
 
 if TYPE_CHECKING:
     from ajepa.sweep.runner import SweepOutcome
@@ -71,6 +73,10 @@ def print_dry_run(sweep: Sweep, console: Console, cluster: ClusterResources | No
     if len(by_folder) < len(configs):
         console.print(f"shared pretraining: {len(configs)} trials use {len(by_folder)} pretrainings (trials that "
                       "differ only in evaluation settings train once; share_pretraining: false turns it off)")
+    reused = [f for f in by_folder if not f.startswith("own ") and (Path(f) / LAST).is_file()]
+    if reused:
+        console.print(f"already pretrained: {len(reused)} of {len(by_folder)} pretrainings have a checkpoint "
+                      "(resumed or reused, not retrained)")
     configs = list(by_folder.values())
     costs = [trial_cost(cfg) for cfg in configs]
     if any(c.flops is None for c in costs):

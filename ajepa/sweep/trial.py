@@ -33,7 +33,7 @@ from ajepa.contracts import METRIC_TRAIN_LOSS, METRIC_TRAIN_STEPS, PREDICTIONS  
 from ajepa.eval import build_evaluator
 from ajepa.sweep.tracking import TrackingContext
 from ajepa.sweep.trial_run import MlflowTrialCallback
-from ajepa.sweep.trials import Sweep, Trial, sample_trial
+from ajepa.sweep.trials import Sweep, Trial, record_pretraining, sample_trial
 from ajepa.train.callbacks import Callback
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,8 @@ def train_trial(trial: Trial, plan: TrialPlan, reporter: TuneReporter | None) ->
     tracker.open()
     try:
         cfg = trial.config()
+        if cfg.checkpoint_dir is not None and not trial.is_control:
+            record_pretraining(cfg, plan.ctx.git_commit)
         evaluator = build_evaluator(cfg, predictions_dir=out_dir / PREDICTIONS)  # None without eval.tasks
         trainer_cls = import_object(plan.trainer)
         extra = [(import_object(f) if isinstance(f, str) else f)(trial) for f in plan.callbacks]

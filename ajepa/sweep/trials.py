@@ -33,7 +33,7 @@ from ajepa.config import ConfigError, TrainConfig, apply_overrides, build_config
 from ajepa.contracts import CONTROL_LABEL, ROLE_CONTROL, ROLE_TRIAL, format_label
 from ajepa.sweep.errors import SpecError
 from ajepa.sweep.schema import SweepSpec
-from ajepa.train.checkpoint import pretraining_signature
+from ajepa.train.checkpoint import LAST, pretraining_signature
 
 TRIAL, CONTROL = ROLE_TRIAL, ROLE_CONTROL     # Trial.kind; also the MLflow ajepa.role of its run
 
@@ -147,7 +147,7 @@ class Sweep:
                             f"+ overrides give an invalid trainer config)") from None
         absolute_paths(cfg, Path.cwd())
         if kind == TRIAL and self.spec.share_pretraining and self.spec.resources.workers == 1:
-            cfg.checkpoint_dir = self.pretraining_dir(pretraining_signature(cfg, self.code_version))
+            cfg.checkpoint_dir = self.shared_pretraining(cfg)
         return Trial(key=key, index=index, seed=seed, labels=dict(labels), assignments=dict(assignments),
                      tree=dump_config(cfg), kind=kind)
 
@@ -155,12 +155,53 @@ class Sweep:
         """The checkpoint folder of every trial with this pretraining signature."""
         return self.sweep_dir / "pretraining" / signature
 
+    def shared_pretraining(self, cfg) -> Path:
+        """The checkpoint folder a trial of config ``cfg`` pretrains into or reuses: its
+        signature's (config + this commit), or -- with the spec's
+        ``reuse_pretraining_across_commits`` and when this commit has none yet -- the latest
+        pretraining of the same config made by another commit (:data:`PRETRAINING_RECORD`)."""
+        folder = self.pretraining_dir(pretraining_signature(cfg, self.code_version))
+        if not self.spec.reuse_pretraining_across_commits or (folder / LAST).is_file():
+            return folder
+        return self.earlier_pretraining(pretraining_signature(cfg)) or folder
+
+    def earlier_pretraining(self, config_signature: str) -> Path | None:
+        """The folder of the newest checkpoint whose record has ``config_signature``, or None."""
+        found = []
+        for record in (self.sweep_dir / "pretraining").glob(f"*/{PRETRAINING_RECORD}"):
+            try:
+                same = json.loads(record.read_text()).get("config_signature") == config_signature
+            except (OSError, ValueError):
+                continue
+            last = record.parent / LAST
+            if same and last.is_file():
+                found.append((last.stat().st_mtime, record.parent))
+        return max(found)[1] if found else None
+
     @functools.cached_property
     def code_version(self) -> str:
         """Part of every pretraining signature: a new commit pretrains afresh."""
         from ajepa.sweep.tracking import git_commit
 
         return git_commit(Path(__file__).resolve().parent)
+
+
+PRETRAINING_RECORD = "pretraining.json"  # in a shared pretraining folder: what made it
+
+
+def record_pretraining(cfg, code_version: str) -> None:
+    """Write ``<checkpoint_dir>/pretraining.json`` (config signature without the code, the
+    commit, the full signature) the first time a trial uses the folder, so a later commit
+    can find it when asked to reuse it (:meth:`Sweep.shared_pretraining`)."""
+    from ajepa.io_utils import atomic_write_text
+
+    folder = Path(cfg.checkpoint_dir)
+    record = folder / PRETRAINING_RECORD
+    if record.is_file():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(record, json.dumps({"config_signature": pretraining_signature(cfg), "code": code_version,
+                                          "signature": pretraining_signature(cfg, code_version)}, indent=1))
 
 
 def absolute_paths(model: BaseModel, root: Path) -> None:
