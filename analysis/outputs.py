@@ -66,7 +66,7 @@ def learning_curves(report: Report, attempts, stem: Path, heading: str) -> list[
         return written
     for metric in report.metrics:
         history = load_history(trials, metric)
-        if history["step"].nunique() < 2:
+        if history.empty or history["step"].nunique() < 2:
             continue
         control = report.table.at[CONTROL_ROW, (metric, "mean")] if CONTROL_ROW in report.table.index else None
         written += plot_training_curves(history, stem.with_name(f"{stem.name}_{slug(metric)}_curve"),
