@@ -228,6 +228,20 @@ def test_dry_run_counts_one_pretraining_for_trials_that_differ_only_in_evaluatio
     assert len(folders) == 2 and all(t.tree["checkpoint_dir"] is None for t in sweep.controls)
 
 
+def test_every_pretraining_is_launched_before_the_trials_that_wait_for_one(tmp_path):
+    """Axes (loss: pretraining, pooling: evaluation only) in sweep order put l2-mean_max,
+    which waits for l2-mean's pretraining, before l1-mean, which has its own to do."""
+    axes = [{"name": "loss", "key": "loss.kind", "values": ["l2", "l1"]},
+            {"name": "pooling", "key": "eval.probe.pooling", "values": ["mean", "mean_max"]}]
+    sweep = load_sweep(spec_file(tmp_path, base_spec(tmp_path, axes=axes, seeds=[0])))
+    assert [t.key for t in sweep.trials] == ["000-l2-mean-s0", "001-l2-mean-max-s0", "002-l1-mean-s0",
+                                             "003-l1-mean-max-s0", "control-s0"]
+    assert [t.key for t in sweep.launch_order()] == ["000-l2-mean-s0", "002-l1-mean-s0", "001-l2-mean-max-s0",
+                                                     "003-l1-mean-max-s0", "control-s0"]
+    from ajepa.sweep.runner import param_space
+    assert [c["key"] for c in param_space(sweep)["trial"]["grid_search"]] == [t.key for t in sweep.launch_order()]
+
+
 # --------------------------------------------------------------------------- control trials
 
 

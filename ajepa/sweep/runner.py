@@ -200,7 +200,7 @@ def param_space(sweep: Sweep) -> dict:
         # axis labels are only shown in the live table; a control trial shows "control" there
         return {GRID_PARAM: tune.grid_search([
             {"key": t.key, "seed": t.seed, **({a.name: CONTROL for a in sweep.spec.axes} if t.is_control else t.labels)}
-            for t in sweep.trials])}
+            for t in sweep.launch_order()])}
     space = {}
     for axis in sweep.spec.axes:
         dist = axis.distribution

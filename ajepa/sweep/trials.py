@@ -151,6 +151,21 @@ class Sweep:
         return Trial(key=key, index=index, seed=seed, labels=dict(labels), assignments=dict(assignments),
                      tree=dump_config(cfg), kind=kind)
 
+    def launch_order(self) -> list[Trial]:
+        """The trials in the order the scheduler gets them: the first trial of every
+        pretraining before any trial that only reuses one (then the rest in sweep order).
+        A trial that waits for another's pretraining holds its slot idle, so no pretraining
+        may queue behind such a wait; trial keys and indices keep the sweep's own order."""
+        seen: set[str] = set()
+        first, reusing = [], []
+        for trial in self.trials:
+            folder = trial.tree.get("checkpoint_dir")
+            (reusing if folder is not None and folder in seen else first).append(trial)
+            if folder is not None:
+                seen.add(folder)
+        own = [t for t in first if not t.is_control]
+        return own + reusing + [t for t in first if t.is_control]
+
     def pretraining_dir(self, signature: str) -> Path:
         """The checkpoint folder of every trial with this pretraining signature."""
         return self.sweep_dir / "pretraining" / signature
