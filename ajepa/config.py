@@ -619,6 +619,16 @@ class LossCommon(StrictModel):
         description="EAT's utterance loss: weight of the MSE between the mean of the context encoder's "
         "outputs and the mean of the full clip's target features (0 = A-JEPA's patch loss only)",
     )
+    variance_weight: float = Field(
+        0.0, ge=0,
+        description="VICReg's variance term (Bardes et al. 2022) on the context encoder's output tokens: weight of "
+        "mean over features of relu(1 - std over the batch's tokens); against dimensional collapse (0 = off)",
+    )
+    covariance_weight: float = Field(
+        0.0, ge=0,
+        description="VICReg's covariance term on the same tokens: weight of the summed squared off-diagonal "
+        "covariances / width; decorrelates features (0 = off)",
+    )
 
 
 class SmoothL1Loss(LossCommon):

@@ -19,7 +19,7 @@ from ajepa.config import (
     load_config,
 )
 from ajepa.models import AJEPA
-from ajepa.models.objectives import LOSSES, TARGET_NORMS, JEPAObjective, effective_rank, make_loss
+from ajepa.models.objectives import LOSSES, TARGET_NORMS, JEPAObjective, effective_rank, make_loss, variance_covariance
 from ajepa.models.predictor import Predictor, block_attention_mask
 from ajepa.models.vit import SpectrogramViT, adapt_to_grid, sincos_2d
 
@@ -190,6 +190,27 @@ def test_objective_adds_the_utterance_term_and_names_every_term():
     utterance = ((context.mean(1) - clip_target) ** 2).mean()
     torch.testing.assert_close(both["utterance"], utterance)
     torch.testing.assert_close(both["loss"], F.mse_loss(pred, target) + 0.5 * utterance)
+
+
+def test_variance_and_covariance_terms_by_hand():
+    """VICReg's terms: 4 tokens of 2 features; unbiased (co)variances over the tokens."""
+    z = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [1.0, 2.0], [-1.0, -2.0]])
+    terms = variance_covariance(z)
+    # var = 4/3 and 8/3: both std above 1, no hinge; cov_12 = (2 + 2) / 3, twice, squared, / 2 features
+    assert float(terms["variance"]) == 0.0
+    assert float(terms["covariance"]) == pytest.approx(2 * (4 / 3) ** 2 / 2)
+    small = variance_covariance(0.1 * z)  # std = sqrt(0.04/3 + eps), sqrt(0.08/3 + eps): hinge 1 - std each
+    expected = ((1 - (0.04 / 3 + 1e-4) ** 0.5) + (1 - (0.08 / 3 + 1e-4) ** 0.5)) / 2
+    assert float(small["variance"]) == pytest.approx(expected, rel=1e-5)
+    torch.manual_seed(0)
+    pred, target = torch.randn(4, 3, 8), torch.randn(4, 3, 8)
+    context, clip_target = torch.randn(4, 5, 8), torch.randn(4, 8)
+    terms = JEPAObjective(L2Loss(variance_weight=2.0, covariance_weight=0.5), TargetConfig())(
+        pred, target, context, clip_target)
+    reference = variance_covariance(context.reshape(-1, 8))
+    assert set(terms) == {"loss", "patch", "variance", "covariance"}
+    torch.testing.assert_close(terms["loss"], F.mse_loss(pred, target) + 2.0 * reference["variance"]
+                               + 0.5 * reference["covariance"])
 
 
 def test_utterance_loss_trains_the_pooled_context_towards_the_clip_target():

@@ -73,7 +73,13 @@ class JEPAObjective(nn.Module):
     ``utterance`` (when ``loss.utterance_weight > 0``): EAT's utterance loss (Chen et al.
     2024), the MSE between the mean of the context encoder's outputs and the mean of the
     whole clip's target features: it shapes exactly the pooled clip embedding a linear
-    probe reads. ``loss`` is the weighted sum, the one value that is minimised.
+    probe reads.
+    ``variance`` / ``covariance`` (when ``loss.variance_weight`` / ``covariance_weight`` > 0):
+    VICReg's terms (Bardes et al. 2022) on the context encoder's output tokens, pooled over
+    the batch: a hinge keeping every feature's standard deviation at 1 or more, and the
+    squared off-diagonal covariances. An EMA-target JEPA has no explicit guard against
+    dimensional collapse; these are one, as an ablation axis.
+    ``loss`` is the weighted sum, the one value that is minimised.
     """
 
     def __init__(self, loss: LossConfig, target: TargetConfig):
@@ -81,6 +87,8 @@ class JEPAObjective(nn.Module):
         self.patch_loss = make_loss(loss)
         self.normalise_target = target_norm(target.norm)
         self.utterance_weight = loss.utterance_weight
+        self.variance_weight = loss.variance_weight
+        self.covariance_weight = loss.covariance_weight
 
     def forward(self, prediction: torch.Tensor, targets: torch.Tensor, context: torch.Tensor,
                 clip_targets: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -88,8 +96,23 @@ class JEPAObjective(nn.Module):
         terms = {"patch": self.patch_loss(prediction.float(), targets.float())}
         if self.utterance_weight:
             terms["utterance"] = F.mse_loss(context.float().mean(1), clip_targets.float())
-        terms["loss"] = terms["patch"] + self.utterance_weight * terms.get("utterance", 0.0)
+        if self.variance_weight or self.covariance_weight:
+            terms.update(variance_covariance(context.float().reshape(-1, context.shape[-1])))
+        terms["loss"] = (terms["patch"] + self.utterance_weight * terms.get("utterance", 0.0)
+                         + self.variance_weight * terms.get("variance", 0.0)
+                         + self.covariance_weight * terms.get("covariance", 0.0))
         return terms
+
+
+def variance_covariance(z: torch.Tensor, eps: float = 1e-4) -> dict[str, torch.Tensor]:
+    """VICReg's variance and covariance terms of [N, D] features (N > 1 rows):
+    mean_d relu(1 - sqrt(var_d + eps)) and sum_{i != j} cov_ij^2 / D (unbiased covariance)."""
+    z = z - z.mean(0)
+    n, d = z.shape
+    std = torch.sqrt(z.var(0) + eps)
+    cov = (z.T @ z) / (n - 1)
+    off_diagonal = cov - torch.diag(torch.diagonal(cov))
+    return {"variance": F.relu(1 - std).mean(), "covariance": off_diagonal.pow(2).sum() / d}
 
 
 def effective_rank(features: torch.Tensor, max_rows: int = 2048) -> float:
