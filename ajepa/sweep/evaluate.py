@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ajepa.config import EvalTask, apply_overrides, build_config
-from ajepa.contracts import PREDICTIONS, SpecError
+from ajepa.contracts import PREDICTIONS, SpecError, logged_value
 from ajepa.eval.run import task_prefix
 from ajepa.sweep import tracking
 from ajepa.sweep.trials import Sweep, Trial
@@ -102,7 +102,8 @@ def evaluate_sweep(sweep: Sweep, task: EvalTask, overrides: list[str] | dict[str
             continue
         outcome.evaluated.append(job.trial.key)
         outcome.steps.setdefault(job.trial.key, []).append(job.step)
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k.count("/") == 2)
+        shown = ", ".join(f"{k}={logged_value(k, v, True):.4g}" for k, v in metrics.items()
+                          if k.count("/") == 2 and not k.endswith("_std"))  # in points, as the table shows them
         echo(f"{job.trial.key} @ step {job.step}: {shown}")
     return outcome
 
@@ -273,7 +274,7 @@ def _log(client, run_id: str, metrics: dict[str, float], step: int, predictions:
 
     from mlflow.entities import Metric
 
-    from ajepa.contracts import TAG_UNITS, UNITS_POINTS, logged_value
+    from ajepa.contracts import TAG_UNITS, UNITS_POINTS
 
     points = client.get_run(run_id).data.tags.get(TAG_UNITS) == UNITS_POINTS  # the run's own convention
     now = int(time.time() * 1000)
