@@ -208,8 +208,8 @@ def _kept_checkpoints(folder: Path) -> dict[int, Path]:
         except ValueError:
             continue
     last = folder / LAST
-    if last.is_file():
-        kept[int(load_checkpoint(last)["step"])] = last
+    if last.is_file():  # memory-mapped: only the step is read, not a ViT-B's weights
+        kept[int(load_checkpoint(last, mmap=True)["step"])] = last
     return kept
 
 

@@ -113,12 +113,14 @@ def save_checkpoint(path: Path, state: dict[str, Any], keep_previous: bool = Fal
         tmp.unlink(missing_ok=True)
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """A checkpoint's state (weights only, never pickled code); ``mmap``: tensors stay on
+    disk until touched (cheap when only the step or config is needed)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError, zip errors ...
         reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}: {reason})") from None
