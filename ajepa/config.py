@@ -760,6 +760,12 @@ class ProbeConfig(StrictModel):
         "concatenated per time column), mean + max over time (EVAR)"
     )
     avg_last_k: int = Field(1, ge=1, description="average the last k encoder layers before pooling")
+    input: Literal["whole", "chunks"] = Field(
+        "whole", description="'whole': a clip's spectrogram in one pass, time positions past the pretraining "
+        "input extrapolated; 'chunks': cut along time into pieces no longer than the pretraining input, "
+        "each encoded alone at positions the encoder was trained on, patch features joined in time before "
+        "pooling (M2D's encode_lms). Same result when clips are no longer than the pretraining input"
+    )
     solver: Literal["lbfgs", "sgd"] = Field(
         "lbfgs", description="'lbfgs': full-batch L-BFGS; 'sgd': minibatch Adam with early stopping (EVAR)"
     )

@@ -161,7 +161,7 @@ def cross_task_display(report: Report, bold=lambda s: f"**{s}**") -> tuple[pd.Da
 
 COMPARISON_COLUMNS = ["row", "metric", "n", "Δ", "95% CI (t)", "95% CI (bootstrap)", "p (seeds)", "p adj. (seeds)",
                       "verdict (seeds)", "clips (scored)", "Δ (clips)", "95% CI (seeds × clips)", "p (clips)",
-                      "p adj. (clips)", "verdict (clips)"]
+                      "p adj. (clips)", "verdict (clips)", "detectable Δ (clips)"]
 
 
 def comparison_display(report: Report, comparison: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -189,6 +189,7 @@ def comparison_display(report: Report, comparison: pd.DataFrame | None = None) -
             "95% CI (seeds × clips)": _interval(line.get("clip_low"), line.get("clip_high"), d),
             "p (clips)": _p(line.get("p_clips")), "p adj. (clips)": _p(line.get("p_clips_adjusted")),
             "verdict (clips)": line["verdict_clips"] if clipped else DASH,
+            "detectable Δ (clips)": _number(line.get("clip_mde"), d),
         })
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
@@ -319,7 +320,7 @@ def numeric_table(report: Report) -> pd.DataFrame:
 
 
 NUMERIC_COLUMNS = ("n_pairs", "diff_mean", "ci_low", "ci_high", "boot_low", "boot_high", "p_value", "p_adjusted",
-                   "verdict", "n_clips", "n_scored", "clip_diff", "clip_low", "clip_high", "p_clips",
+                   "verdict", "n_clips", "n_scored", "clip_diff", "clip_low", "clip_high", "clip_mde", "p_clips",
                    "p_clips_adjusted", "verdict_clips")
 
 

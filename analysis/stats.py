@@ -44,7 +44,7 @@ NO_CLIPS = "no clips"
 
 COLUMNS = ["row", "metric", "reference", "n_pairs", "diff_mean", "diff_std", "ci_low", "ci_high",
            "boot_low", "boot_high", "t_stat", "p_value", "p_adjusted", "verdict",
-           "n_clips", "n_scored", "clip_diff", "clip_low", "clip_high", "p_clips", "p_clips_adjusted",
+           "n_clips", "n_scored", "clip_diff", "clip_low", "clip_high", "clip_mde", "p_clips", "p_clips_adjusted",
            "verdict_clips"]
 CLIP_TEST = "exact sign-flip test over test clips (McNemar for one seed), conditional on the seeds"
 
@@ -133,8 +133,8 @@ def paired_comparison(runs: pd.DataFrame, metrics: list[str] | None = None, refe
 
 def _clip_line(clip_data: pd.DataFrame | None, task: str | None, row: str, reference: str, excluded: bool,
                scale: float, n_boot: int, rng) -> dict:
-    line = dict(n_clips=0, n_scored=0, clip_diff=np.nan, clip_low=np.nan, clip_high=np.nan, p_clips=np.nan,
-                p_clips_adjusted=np.nan, _clip_state=None)
+    line = dict(n_clips=0, n_scored=0, clip_diff=np.nan, clip_low=np.nan, clip_high=np.nan, clip_mde=np.nan,
+                p_clips=np.nan, p_clips_adjusted=np.nan, _clip_state=None)
     if row == reference:
         line["_clip_state"] = REFERENCE
     elif excluded:
@@ -148,7 +148,8 @@ def _clip_line(clip_data: pd.DataFrame | None, task: str | None, row: str, refer
         else:
             result = clip_comparison(pairs, n_boot, rng)
             line.update(n_clips=result["n_clips"], n_scored=result["n_scored"], clip_diff=scale * result["diff"],
-                        clip_low=scale * result["low"], clip_high=scale * result["high"], p_clips=result["p"])
+                        clip_low=scale * result["low"], clip_high=scale * result["high"],
+                        clip_mde=scale * result["mde"], p_clips=result["p"])
             if result["p"] >= 1.0 and result["diff"] == 0 and _no_discordance(pairs):
                 line["_clip_state"] = IDENTICAL
     return line

@@ -3,6 +3,7 @@ weights vs a log-mel-statistics baseline, in one table.
 
     python benchmarks/real_audio.py --checkpoint runs/tiny/checkpoints/last.pt
     python benchmarks/real_audio.py --config experiments/tiny.yaml [key=value ...]   # pretrain first
+    python benchmarks/real_audio.py --checkpoint RUN eval.probe.pooling=mean_max      # another probe
 
 The data is the dev set of ``benchmarks/real_devset.py`` (13 classes of game and desktop
 sound effects from Debian packages, ESC-50 layout, 5 folds split by source recording;
@@ -208,34 +209,44 @@ def parse_args(argv):
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", type=Path, help="pretraining checkpoint (…/checkpoints/last.pt) or run folder")
     source.add_argument("--config", help="experiment YAML to pretrain first with the Trainer (then its last.pt)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="with --config: dotted config overrides")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="with --config: dotted config overrides; with --checkpoint: eval.* overrides only "
+                             "(the probe protocol, applied to all three rows)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
                         help=f"dev set folder (default {DEFAULT_DATA}; built when missing)")
     parser.add_argument("--norm-stats", choices=("task", "pretrain"), default="task",
                         help="with frontend.norm=dataset: the dev set's own stats (default, as ajepa-eval) or "
                              "the pretraining data's")
+    parser.add_argument("--encoder", choices=("target", "context"), default="target",
+                        help="which pretrained encoder to probe (default the EMA target, as ajepa-eval)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_intermixed_args(argv)
-    if args.overrides and args.config is None:
-        parser.error("key=value overrides need --config")
+    if args.config is None and (bad := [o for o in args.overrides if not o.startswith("eval.")]):
+        parser.error(f"with --checkpoint only eval.* overrides apply (the encoder is fixed): {' '.join(bad)}")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = "python benchmarks/real_audio.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    import torch
-
     from ajepa.config import ConfigError
-    from ajepa.eval.run import default_cache, evaluate_task
-    from ajepa.train.checkpoint import load_encoder
 
     try:
-        checkpoint = pretrain(args.config, args.overrides) if args.config else args.checkpoint
+        return run(args, command)
     except ConfigError as err:
         print(f"real_audio: {err}", file=sys.stderr)
         return 2
+
+
+def run(args, command: str) -> int:
+    import torch
+
+    from ajepa.config import apply_overrides, build_config, dump_config
+    from ajepa.eval.run import default_cache, evaluate_task
+    from ajepa.train.checkpoint import load_encoder
+
+    checkpoint = pretrain(args.config, args.overrides) if args.config else args.checkpoint
     if checkpoint.is_dir():
         checkpoint = checkpoint / "checkpoints" / "last.pt"
     if not checkpoint.is_file():
@@ -245,14 +256,17 @@ def main(argv: list[str] | None = None) -> int:
 
     ensure_devset(args.data)
     started = time.perf_counter()
-    pretrained, cfg = load_encoder(checkpoint, "target")
+    pretrained, cfg = load_encoder(checkpoint, args.encoder)
+    if args.checkpoint is not None and args.overrides:
+        cfg = build_config(apply_overrides(dump_config(cfg), args.overrides), f"{checkpoint} + overrides")
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     task, task_data = build_dev_task(cfg, args.data, args.norm_stats)
     cache = default_cache(cfg)
 
     rows = []
-    for label, encoder in (("pretrained (EMA target)", pretrained), ("init (same arch, seed)", initial_encoder(cfg))):
+    pretrained_label = "pretrained (EMA target)" if args.encoder == "target" else "pretrained (context)"
+    for label, encoder in ((pretrained_label, pretrained), ("init (same arch, seed)", initial_encoder(cfg))):
         result = evaluate_task(encoder.to(device), task, cfg, task_data=task_data, cache=cache, device=device)
         rows.append((label, result.metrics))
     rows.append((f"log-mel stats ({2 * cfg.frontend.num_mel_bins}-d)",

@@ -11,7 +11,14 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis.clips import clip_comparison, clip_pairs, sign_flip_pvalue, sign_flip_test, two_way_bootstrap
+from analysis.clips import (
+    clip_comparison,
+    clip_pairs,
+    detectable_difference,
+    sign_flip_pvalue,
+    sign_flip_test,
+    two_way_bootstrap,
+)
 
 
 def pairs_from(a: np.ndarray, b: np.ndarray) -> pd.DataFrame:
@@ -130,3 +137,24 @@ def test_bootstrap_interval_grows_with_seed_to_seed_disagreement():
     narrow = two_way_bootstrap(pairs_from(steady, base), 2000)
     wide = two_way_bootstrap(pairs_from(swinging, base), 2000)
     assert (wide[1] - wide[0]) > 1.5 * (narrow[1] - narrow[0])
+
+
+def test_detectable_difference_by_hand_and_its_power_on_a_simulation():
+    # 100 clips, one seed, 30 disagreeing clips: sqrt(sum m^2) = sqrt(30); 2.8016 * 5.477 / 100
+    m = np.array([1] * 20 + [-1] * 10 + [0] * 70)
+    z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)
+    assert detectable_difference(m, 100) == pytest.approx(z * np.sqrt(30) / 100)
+    assert np.isnan(detectable_difference(np.zeros(5, dtype=int), 5))
+    # Rows that disagree on 30 % of 400 clips, B right half the time it disagrees, A right
+    # on a share that makes the true difference the detectable one: about 80 % rejections.
+    rng = np.random.default_rng(3)
+    n, disagree = 400, 0.3
+    mde = z * np.sqrt(disagree * n) / n
+    p_a = 0.5 + mde / (2 * disagree)  # P(A right | disagree) giving E[a - b] = mde
+    rejections = 0
+    for _ in range(400):
+        differs = rng.random(n) < disagree
+        a_right = rng.random(n) < p_a
+        m = np.where(differs, np.where(a_right, 1, -1), 0)
+        rejections += sign_flip_pvalue(m) < 0.05
+    assert 0.72 < rejections / 400 < 0.88

@@ -14,6 +14,7 @@ from ajepa.eval.embeddings import (
     EmbeddingCache,
     Embeddings,
     encoder_fingerprint,
+    encoder_for_input,
     extract_embeddings,
     pool_tokens,
 )
@@ -78,6 +79,26 @@ def test_extract_adapts_to_a_task_grid_without_touching_the_encoder():
     emb = extract_embeddings(encoder, TensorSet(4, frames=48), "freq_concat")
     assert emb.features.shape == (4, 2 * 16)
     assert encoder.grid == (2, 4)
+
+
+def test_chunked_input_encodes_pretraining_length_pieces_and_joins_them_in_time():
+    encoder = tiny_encoder()  # grid 2 x 4 of 8 x 8 patches: pretraining input 32 frames
+    data = TensorSet(3, frames=76)  # 32 + 32 + 8, plus a 4-frame tail shorter than a patch
+    emb = extract_embeddings(encoder, data, "mean_max", input_mode="chunks")
+    with torch.no_grad():
+        pieces = [encoder(data.spec[..., :32]), encoder(data.spec[..., 32:64]),
+                  encoder_for_input(encoder, (3, 1, 16, 8))(data.spec[..., 64:72])]
+    columns = torch.cat([p.reshape(3, 2, -1, 16) for p in pieces], dim=2)  # [B, rows, 4+4+1, D]
+    expected = pool_tokens(columns.reshape(3, 2 * 9, 16), (2, 9), "mean_max")
+    assert emb.features.shape == (3, 2 * 16) and np.allclose(emb.features, expected.numpy(), atol=1e-5)
+    whole = extract_embeddings(encoder, data, "mean_max")  # one pass: positions 4..8 extrapolated
+    assert not np.allclose(whole.features, emb.features, atol=1e-3)
+    short = TensorSet(3, frames=32)  # no longer than the pretraining input: both modes agree
+    assert np.allclose(extract_embeddings(encoder, short, "mean", input_mode="chunks").features,
+                       extract_embeddings(encoder, short, "mean").features, atol=1e-6)
+    with pytest.raises(ValueError, match="eval.probe.input"):
+        extract_embeddings(encoder, data, input_mode="windows")
+    assert EmbeddingCache.key("e", "d", "mean", 1, "chunks") != EmbeddingCache.key("e", "d", "mean", 1)
 
 
 def test_fingerprint_follows_the_weights():

@@ -293,3 +293,14 @@ def test_shipped_sweeps_validate(name, tmp_path):
         paper = {label_key(label) for label in paper_table(sweep.spec.table).index}
         ours = {label_key(label) for axis in sweep.axes_tag() for label in axis["labels"]}
         assert paper <= ours, f"{name}: paper rows without a matching axis label: {paper - ours}"
+
+
+def test_the_shipped_finetune_masking_sweep_pretrains_once_per_seed(tmp_path):
+    """sweeps/finetune_masking.yaml as shipped: its axis is a fine-tuning setting, so its 3
+    modes x 2 seeds share 2 pretrainings (one per seed); the controls train nothing."""
+    sweep = load_sweep(ROOT / "sweeps" / "finetune_masking.yaml", storage=tmp_path)
+    trials = [t for t in sweep.trials if not t.is_control]
+    folders = {seed: {t.tree["checkpoint_dir"] for t in trials if t.seed == seed} for seed in (0, 1)}
+    assert len(trials) == 6 and all(len(f) == 1 for f in folders.values())
+    assert folders[0] != folders[1]
+    assert all(Path(next(iter(f))).parent == sweep.sweep_dir / "pretraining" for f in folders.values())

@@ -90,6 +90,38 @@ def encoder_for_input(encoder: SpectrogramViT, spec_shape: tuple[int, ...]) -> S
     return encoder if grid == tuple(encoder.grid) else adapt_to_grid(encoder, grid)
 
 
+def encode_tokens(encoder: SpectrogramViT, spec: torch.Tensor, avg_last_k: int, input_mode: str,
+                  adapted: dict) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Patch features ``[B, H*W, D]`` (raster order) of ``spec`` and their grid ``(H, W)``.
+
+    'whole': one pass over the whole spectrogram (``encoder_for_input``). 'chunks': the time
+    axis is cut into pieces of the encoder's own input length (its grid's columns), the last
+    one shorter; each piece is encoded alone and the pieces' columns are joined in time, so
+    every patch sits at a time position the encoder was pretrained on (sin-cos positions past
+    the pretraining input were never seen; learned ones would be interpolated). A tail
+    shorter than one patch is dropped, as a single pass drops it too. ``adapted`` caches one
+    encoder per piece shape across batches.
+    """
+    if input_mode not in ("whole", "chunks"):
+        raise ValueError(f"unknown probe input {input_mode!r}: choose 'whole' or 'chunks' (eval.probe.input)")
+    patch_time = encoder.patch_embed.patch_size[1]
+    width = encoder.grid[1] * patch_time if input_mode == "chunks" else spec.shape[-1]
+    pieces = [spec[..., start:start + width] for start in range(0, spec.shape[-1], width)]
+    pieces = [piece for piece in pieces if piece.shape[-1] >= patch_time] or pieces[:1]
+    columns = []
+    for piece in pieces:
+        shape = tuple(piece.shape[-2:])
+        if shape not in adapted:
+            adapted[shape] = encoder_for_input(encoder, tuple(piece.shape)).to(spec.device).eval()
+        model = adapted[shape]
+        tokens = model(piece, num_layers_out=avg_last_k)
+        rows, cols = model.grid
+        columns.append(tokens.reshape(tokens.shape[0], rows, cols, tokens.shape[-1]))
+    joined = torch.cat(columns, dim=2)
+    batch, rows, cols, dim = joined.shape
+    return joined.reshape(batch, rows * cols, dim), (rows, cols)
+
+
 def encoder_fingerprint(encoder: torch.nn.Module) -> str:
     """SHA-1 of the encoder's class, grid and every weight (names, shapes, dtypes, bytes)."""
     digest = hashlib.sha1()
@@ -115,6 +147,7 @@ def extract_embeddings(
     avg_last_k: int = 1,
     batch_size: int = 64,
     device: torch.device | str | None = None,
+    input_mode: str = "whole",
 ) -> Embeddings:
     """Run the frozen encoder over ``dataset`` (items ``{"spec", "label", "index"}``), pooled.
 
@@ -129,18 +162,16 @@ def extract_embeddings(
         raise ValueError(f"eval.probe.avg_last_k={avg_last_k} exceeds the encoder depth {depth}")
     # private generator: extracting embeddings leaves the global RNG untouched
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0, generator=torch.Generator())
-    model, features, labels, index = None, [], [], []
+    adapted, features, labels, index = {}, [], [], []
     was_training = encoder.training
     encoder.eval()
     try:
         for batch in loader:
             spec = batch["spec"].to(device)
-            if model is None:
-                model = encoder_for_input(encoder, tuple(spec.shape)).to(device).eval()
             autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
             with autocast:
-                tokens = model(spec, num_layers_out=avg_last_k)
-            features.append(pool_tokens(tokens.float(), model.grid, pooling).cpu())
+                tokens, grid = encode_tokens(encoder, spec, avg_last_k, input_mode, adapted)
+            features.append(pool_tokens(tokens.float(), grid, pooling).cpu())
             labels.extend(batch["label"])
             index.append(torch.as_tensor(batch["index"]).long())
     finally:
@@ -159,12 +190,12 @@ class EmbeddingCache:
         self.folder = Path(folder) if folder is not None else None
 
     @staticmethod
-    def key(encoder_hash: str, data_key: str, pooling: str, avg_last_k: int) -> str:
-        payload = json.dumps(
-            {"v": EMBEDDING_VERSION, "encoder": encoder_hash, "data": data_key,
-             "pooling": pooling, "avg_last_k": avg_last_k},
-            sort_keys=True,
-        )
+    def key(encoder_hash: str, data_key: str, pooling: str, avg_last_k: int, input_mode: str = "whole") -> str:
+        fields = {"v": EMBEDDING_VERSION, "encoder": encoder_hash, "data": data_key,
+                  "pooling": pooling, "avg_last_k": avg_last_k}
+        if input_mode != "whole":  # keys of 'whole' stay as they were, so existing caches still serve
+            fields["input"] = input_mode
+        payload = json.dumps(fields, sort_keys=True)
         return hashlib.sha1(payload.encode()).hexdigest()[:24]
 
     def path(self, key: str) -> Path | None:
@@ -195,6 +226,6 @@ class EmbeddingCache:
 
 
 __all__ = [
-    "Embeddings", "EmbeddingCache", "pool_tokens", "encoder_for_input", "encoder_fingerprint",
+    "Embeddings", "EmbeddingCache", "pool_tokens", "encoder_for_input", "encode_tokens", "encoder_fingerprint",
     "extract_embeddings", "EMBEDDING_VERSION",
 ]

@@ -288,7 +288,7 @@ def embed_task(
     probe = eval_cfg.probe
     if shared is None:
         everything = extract_embeddings(encoder, _Picks(picks), probe.pooling, probe.avg_last_k,
-                                        eval_cfg.batch_size, device)
+                                        eval_cfg.batch_size, device, probe.input)
     else:
         everything = _embed_with_shared(encoder, picks, keys, eval_cfg, device, shared)
     out = {}
@@ -308,7 +308,7 @@ def _embed_with_shared(encoder, picks: list[tuple[Dataset, int]], keys: list[Any
     if todo:
         probe = eval_cfg.probe
         fresh = extract_embeddings(encoder, _Picks([picks[j] for j in todo]), probe.pooling, probe.avg_last_k,
-                                   eval_cfg.batch_size, device)
+                                   eval_cfg.batch_size, device, probe.input)
         for row, j in enumerate(todo):
             if isinstance(keys[j][0], (str, tuple)):  # a real clip key, not a (dataset id, i) stand-in
                 shared[keys[j]] = fresh.features[row]
@@ -335,7 +335,7 @@ def cached_task_embeddings(
     if data_key is None:
         return embed_task(encoder, task_data, eval_cfg, device, shared)
     key = EmbeddingCache.key(encoder_fingerprint(encoder), data_key, eval_cfg.probe.pooling,
-                             eval_cfg.probe.avg_last_k)
+                             eval_cfg.probe.avg_last_k, eval_cfg.probe.input)
     stored = cache.load(key)
     splits = [(f, s) for f, s, _ in _split_datasets(task_data)]
     if stored is not None and stored.index.shape[0] == len(splits) + 1:
