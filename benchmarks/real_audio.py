@@ -4,6 +4,7 @@ weights vs a log-mel-statistics baseline, in one table.
     python benchmarks/real_audio.py --checkpoint runs/tiny/checkpoints/last.pt
     python benchmarks/real_audio.py --config experiments/tiny.yaml [key=value ...]   # pretrain first
     python benchmarks/real_audio.py --checkpoint RUN eval.probe.pooling=mean_max      # another probe
+    python benchmarks/real_audio.py --checkpoint RUN --task synthetic   # the same rows on the synthetic test split
 
 The data is the dev set of ``benchmarks/real_devset.py`` (13 classes of game and desktop
 sound effects from Debian packages, ESC-50 layout, 5 folds split by source recording;
@@ -179,7 +180,7 @@ def logmel_stats_embeddings(task_data) -> dict:
     return out
 
 
-def probe_arrays(embeddings: dict, task_data, cfg) -> dict[str, float]:
+def probe_arrays(embeddings: dict, task_data, cfg, task_name: str = TASK_NAME) -> dict[str, float]:
     """The per-fold loop of :func:`ajepa.eval.run.probe_encoder`, on given arrays."""
     from ajepa.eval.metrics import aggregate_folds
     from ajepa.eval.probe import probe_fold
@@ -196,7 +197,7 @@ def probe_arrays(embeddings: dict, task_data, cfg) -> dict[str, float]:
         )
         per_fold.append(result.metrics)
         names.append(name)
-    return aggregate_folds(TASK_NAME, per_fold, names)
+    return aggregate_folds(task_name, per_fold, names)
 
 
 # --------------------------------------------------------------------------- main
@@ -217,6 +218,9 @@ def parse_args(argv):
     parser.add_argument("--norm-stats", choices=("task", "pretrain"), default="task",
                         help="with frontend.norm=dataset: the dev set's own stats (default, as ajepa-eval) or "
                              "the pretraining data's")
+    parser.add_argument("--task", choices=("dev", "synthetic"), default="dev",
+                        help="'dev': the real-sound dev set (default); 'synthetic': the checkpoint's own "
+                             "synthetic test split, the same three rows (pretrained / init / log-mel)")
     parser.add_argument("--encoder", choices=("target", "context"), default="target",
                         help="which pretrained encoder to probe (default the EMA target, as ajepa-eval)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -254,14 +258,23 @@ def run(args, command: str) -> int:
         return 2
     run_dir = checkpoint.parent.parent
 
-    ensure_devset(args.data)
+    if args.task == "dev":
+        ensure_devset(args.data)
     started = time.perf_counter()
     pretrained, cfg = load_encoder(checkpoint, args.encoder)
     if args.checkpoint is not None and args.overrides:
         cfg = build_config(apply_overrides(dump_config(cfg), args.overrides), f"{checkpoint} + overrides")
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
-    task, task_data = build_dev_task(cfg, args.data, args.norm_stats)
+    if args.task == "dev":
+        task, task_data = build_dev_task(cfg, args.data, args.norm_stats)
+    else:
+        from ajepa.config import SyntheticTask
+        from ajepa.eval.run import build_task_data
+
+        task = SyntheticTask()
+        task_data = build_task_data(task, cfg)
+    name = task.name or task.task
     cache = default_cache(cfg)
 
     rows = []
@@ -270,7 +283,7 @@ def run(args, command: str) -> int:
         result = evaluate_task(encoder.to(device), task, cfg, task_data=task_data, cache=cache, device=device)
         rows.append((label, result.metrics))
     rows.append((f"log-mel stats ({2 * cfg.frontend.num_mel_bins}-d)",
-                 probe_arrays(logmel_stats_embeddings(task_data), task_data, cfg)))
+                 probe_arrays(logmel_stats_embeddings(task_data), task_data, cfg, name)))
     seconds = time.perf_counter() - started
 
     rank, rank_step = last_metric(run_dir, "train/target_rank")
@@ -278,7 +291,8 @@ def run(args, command: str) -> int:
     classes = task_data.num_classes
     clips = sum(len(f.test) for f in task_data.folds)  # every clip is in exactly one test fold
     print()
-    print(f"real-sound dev set {args.data}: {clips} clips, {classes} classes, {len(task_data.folds)} folds "
+    where = f"real-sound dev set {args.data}" if args.task == "dev" else "synthetic test split"
+    print(f"{where}: {clips} clips, {classes} classes, {len(task_data.folds)} folds "
           f"(chance {1 / classes:.3f}); probe: {cfg.eval.probe.pooling} pooling, {cfg.eval.probe.solver}, "
           f"L2 grid {cfg.eval.probe.l2_grid}")
     print(f"checkpoint {checkpoint} (step {last_step}); norm {cfg.frontend.norm}"
@@ -286,7 +300,7 @@ def run(args, command: str) -> int:
     print(f"{'encoder':<28}{'accuracy':>10}{'± std':>8}   per fold")
     for label, metrics in rows:
         folds = [metrics[k] for k in sorted(metrics) if k.endswith("/acc") and "/fold" in k]
-        print(f"{label:<28}{metrics[f'eval/{TASK_NAME}/acc']:>10.3f}{metrics[f'eval/{TASK_NAME}/acc_std']:>8.3f}   "
+        print(f"{label:<28}{metrics[f'eval/{name}/acc']:>10.3f}{metrics[f'eval/{name}/acc_std']:>8.3f}   "
               + " ".join(f"{v:.3f}" for v in folds))
     print(f"train/target_rank: {rank:.2f} (step {rank_step})" if rank is not None
           else "train/target_rank: not in the run's metrics.jsonl")

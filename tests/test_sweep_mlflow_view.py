@@ -26,7 +26,7 @@ description: masking strategy (view test)
 base: {base}
 storage: {storage}
 metrics: [eval/synthetic/acc]
-overrides: {{optim.steps: 4, optim.warmup: 1}}
+overrides: {{optim.steps: 4, optim.warmup: 1, data.synthetic.num_clips: 120}}
 axes:
   - name: masking
     key: masking
