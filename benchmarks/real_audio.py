@@ -226,6 +226,9 @@ def parse_args(argv):
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_intermixed_args(argv)
+    if args.task == "synthetic" and (args.data != DEFAULT_DATA or args.norm_stats != "task"):
+        parser.error("--data and --norm-stats describe the dev set; --task synthetic reads the checkpoint's own "
+                     "synthetic set with its own statistics")
     if args.config is None and (bad := [o for o in args.overrides if not o.startswith("eval.")]):
         parser.error(f"with --checkpoint only eval.* overrides apply (the encoder is fixed): {' '.join(bad)}")
     return args
@@ -247,7 +250,7 @@ def run(args, command: str) -> int:
     import torch
 
     from ajepa.config import apply_overrides, build_config, dump_config
-    from ajepa.eval.run import default_cache, evaluate_task
+    from ajepa.eval.run import default_cache, evaluate_task, task_prefix
     from ajepa.train.checkpoint import load_encoder
 
     checkpoint = pretrain(args.config, args.overrides) if args.config else args.checkpoint
@@ -274,7 +277,7 @@ def run(args, command: str) -> int:
 
         task = SyntheticTask()
         task_data = build_task_data(task, cfg)
-    name = task.name or task.task
+    name = task_prefix(task)
     cache = default_cache(cfg)
 
     rows = []
