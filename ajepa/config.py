@@ -280,7 +280,9 @@ class SyntheticConfig(StrictModel):
     seed: int = 0
     snr_db: Range = (0.0, 20.0)
     num_classes: int = Field(
-        12, ge=2, le=12, description="event classes used (the first N of ajepa.data.synthetic.CLASS_NAMES)")
+        12, ge=2, le=24, description="event classes used, the first N of ajepa.data.synthetic.CLASS_NAMES: "
+        "12 mostly tonal events; up to 24 adds texture and everyday-sound classes (rain, wind, footsteps, speech-like "
+        "babble, ...)")
     distractor_prob: float = Field(0.5, ge=0, le=1, description="chance of a quieter event of another class in a clip")
     cache: bool = Field(True, description="cache generated clips as .npy under data.cache_dir")
 

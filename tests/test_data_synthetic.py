@@ -10,6 +10,7 @@ from ajepa.audio.features import Frontend
 from ajepa.config import FrontendConfig, SyntheticConfig
 from ajepa.data.synthetic import (
     CLASS_NAMES,
+    EVENT_CLASS_NAMES,
     SPLITS,
     generate_synthetic,
     load_synthetic,
@@ -27,7 +28,7 @@ def small_set():
 
 def test_at_least_ten_distinct_classes_balanced(small_set):
     assert len(CLASS_NAMES) >= 10 and len(set(CLASS_NAMES)) == len(CLASS_NAMES)
-    assert small_set.class_names == CLASS_NAMES
+    assert small_set.class_names == EVENT_CLASS_NAMES == CLASS_NAMES[:12]  # the default: 12 classes
     assert np.bincount(small_set.labels).tolist() == [20] * 12
     assert small_set.waves.shape == (240, RATE) and small_set.waves.dtype == np.int16
 
@@ -65,6 +66,20 @@ def test_every_class_renders_at_other_sample_rates():
 def test_fewer_classes_option():
     data = generate_synthetic(SyntheticConfig(num_clips=20, num_classes=4), RATE, 0.5)
     assert data.class_names == CLASS_NAMES[:4] and set(data.labels.tolist()) == {0, 1, 2, 3}
+
+
+def test_texture_classes_extend_the_set_without_changing_the_first_twelve():
+    from pydantic import ValidationError
+
+    data = generate_synthetic(SyntheticConfig(num_clips=48, num_classes=24, seed=3), RATE, 0.5)
+    assert data.class_names == CLASS_NAMES and len(CLASS_NAMES) == 24
+    assert np.bincount(data.labels).tolist() == [2] * 24
+    assert "rain" in CLASS_NAMES[12:] and "footsteps" in CLASS_NAMES[12:]
+    # render_clip's default vocabulary is still the twelve event classes (its distractors come from them)
+    clip = render_clip(3, np.random.default_rng([9, 9]), RATE, RATE)
+    assert np.array_equal(clip, render_clip(3, np.random.default_rng([9, 9]), RATE, RATE, num_classes=12))
+    with pytest.raises(ValidationError, match="num_classes"):
+        SyntheticConfig(num_classes=25)
 
 
 def test_cache_is_reused_and_keyed_by_parameters(tmp_path):

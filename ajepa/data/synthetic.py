@@ -18,7 +18,6 @@ class.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -27,16 +26,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.fft
 
 from ajepa.config import SyntheticConfig
 from ajepa.data.datasets import SPLIT_NAMES, stratified_split_codes
+from ajepa.data.dsp import (
+    TWO_PI,
+    VOWEL_FORMANTS,
+    coloured_noise,
+    log_uniform,
+    pulse_train,
+    spectral_filter,
+    time_axis,
+    tone,
+)
+from ajepa.data.textures import TEXTURE_CLASS_NAMES, TEXTURE_GENERATORS
 from ajepa.io_utils import atomic_open, atomic_write_text
 
 # Bump when the generator changes: it is part of the cache key, so stale caches are ignored.
 GENERATOR_VERSION = 1
 
-CLASS_NAMES: tuple[str, ...] = (
+# The first twelve: mostly tonal events (the default set, `data.synthetic.num_classes: 12`).
+EVENT_CLASS_NAMES: tuple[str, ...] = (
     "vibrato_tone",
     "up_chirp",
     "down_chirp",
@@ -50,12 +60,11 @@ CLASS_NAMES: tuple[str, ...] = (
     "arpeggio",
     "engine_hum",
 )
+# Then twelve texture and everyday-sound classes (ajepa.data.textures): `num_classes: 24`.
+CLASS_NAMES: tuple[str, ...] = EVENT_CLASS_NAMES + TEXTURE_CLASS_NAMES
 SPLITS: tuple[str, ...] = SPLIT_NAMES
 SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
 
-_TWO_PI = 2.0 * np.pi
-# Formants (F1, F2, F3) in Hz of five vowels (/a/, /i/, /u/, /e/, /o/), adult male.
-_VOWELS = np.array([[730, 1090, 2440], [270, 2290, 3010], [300, 870, 2240], [530, 1840, 2480], [570, 840, 2410]], float)
 _CHORDS = ((0, 4, 7), (0, 3, 7), (0, 4, 7, 11), (0, 3, 7, 10), (0, 5, 7))  # semitones: maj, min, maj7, min7, sus4
 
 
@@ -184,7 +193,7 @@ def render_clip(
     num_samples: int,
     snr_db: tuple[float, float] = (0.0, 20.0),
     distractor_prob: float = 0.5,
-    num_classes: int = len(CLASS_NAMES),
+    num_classes: int = len(EVENT_CLASS_NAMES),
 ) -> np.ndarray:
     """One float32 clip in [-1, 1]: an event of class `label` at a random onset and length,
     maybe a quieter distractor of another class, coloured background noise at a random SNR,
@@ -198,7 +207,7 @@ def render_clip(
                      gain=10 ** (rng.uniform(-15.0, -8.0) / 20))
     # The event has unit RMS over its own span and the noise over the clip: SNR is their ratio.
     snr = rng.uniform(*snr_db)
-    noise = _coloured_noise(rng, num_samples, slope=rng.uniform(0.0, 2.0))
+    noise = coloured_noise(rng, num_samples, slope=rng.uniform(0.0, 2.0))
     clip += noise * np.float32(10 ** (-snr / 20))
     peak = float(np.max(np.abs(clip))) or 1.0
     return (clip * (rng.uniform(0.1, 0.9) / peak)).astype(np.float32)
@@ -227,121 +236,37 @@ def _fade(length: int, ramp: int) -> np.ndarray:
     return env
 
 
-# --------------------------------------------------------------------------- building blocks
-
-
-def _phase(freq: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Instantaneous phase (wrapped, float32) of a frequency track in Hz."""
-    phase = np.cumsum(freq, dtype=np.float64) * (_TWO_PI / sample_rate)
-    return np.mod(phase, _TWO_PI).astype(np.float32)
-
-
-def _harmonics(phase: np.ndarray, max_freq: float, sample_rate: int, count: int, rolloff: float) -> np.ndarray:
-    """sum_k rolloff^(k-1) sin(k phase), k=1..count, below 0.45 fs.
-
-    The Chebyshev recurrence sin(k x) = 2 cos(x) sin((k-1) x) - sin((k-2) x) costs one
-    multiply-add per harmonic instead of one sine.
-    """
-    count = max(1, min(count, int(0.45 * sample_rate / max(max_freq, 1.0))))
-    s_prev, s_cur = np.zeros_like(phase), np.sin(phase)
-    two_cos = 2.0 * np.cos(phase)
-    out = s_cur.copy()
-    amp = 1.0
-    for _ in range(count - 1):
-        s_prev, s_cur = s_cur, two_cos * s_cur - s_prev
-        amp *= rolloff
-        out += np.float32(amp) * s_cur
-    return out
-
-
-def _tone(rng: np.random.Generator, freq: np.ndarray, sample_rate: int, count: tuple[int, int],
-          rolloff: tuple[float, float]) -> np.ndarray:
-    return _harmonics(_phase(freq, sample_rate), float(freq.max()), sample_rate,
-                      int(rng.integers(count[0], count[1] + 1)), rng.uniform(*rolloff))
-
-
-def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
-    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
-
-
-def _spectral_filter(signal: np.ndarray, sample_rate: int, gain_of_freq) -> np.ndarray:
-    """Filter by multiplying the spectrum with ``gain_of_freq(freqs_hz)`` (zero-phase).
-
-    Transforms run at the next FFT-friendly length: event lengths are random, and a
-    prime-length FFT is 10-50x slower.
-    """
-    size = scipy.fft.next_fast_len(len(signal), real=True)
-    spectrum = scipy.fft.rfft(signal, n=size)
-    spectrum *= gain_of_freq(np.fft.rfftfreq(size, 1.0 / sample_rate)).astype(np.float32)
-    return scipy.fft.irfft(spectrum, n=size)[: len(signal)].astype(np.float32, copy=False)
-
-
-def _coloured_noise(rng: np.random.Generator, length: int, slope: float) -> np.ndarray:
-    """Unit-RMS noise with power ~ 1/f^slope (0 white, 1 pink, 2 brown), drawn directly
-    as a random spectrum (one inverse FFT)."""
-    size = scipy.fft.next_fast_len(length, real=True)
-    bins = size // 2 + 1
-    spectrum = np.empty(bins, dtype=np.complex64)
-    spectrum.real = rng.standard_normal(bins, dtype=np.float32)
-    spectrum.imag = rng.standard_normal(bins, dtype=np.float32)
-    spectrum *= np.exp(np.float32(-slope / 2) * _log_bins(bins))
-    spectrum[0] = 0.0
-    noise = scipy.fft.irfft(spectrum, n=size)[:length].astype(np.float32, copy=False)
-    return noise / (float(np.sqrt(np.mean(np.square(noise, dtype=np.float64)))) or 1.0)
-
-
-@functools.lru_cache(maxsize=8)
-def _log_bins(bins: int) -> np.ndarray:
-    """log(k) for spectrum bins k (bin 0 -> 0): the noise colour is a power of k."""
-    log_k = np.log(np.maximum(np.arange(bins, dtype=np.float32), 1.0))
-    log_k.flags.writeable = False
-    return log_k
-
-
-def _pulse_train(rng: np.random.Generator, freq: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Unit impulses once per period of a (time-varying) frequency track."""
-    cycles = np.cumsum(freq, dtype=np.float64) / sample_rate
-    pulses = np.zeros(len(freq), dtype=np.float32)
-    pulses[1:][np.diff(np.floor(cycles)) > 0] = 1.0
-    pulses[0] = 1.0
-    return pulses
-
-
-def _seconds(length: int, sample_rate: int) -> np.ndarray:
-    return np.arange(length, dtype=np.float32) / np.float32(sample_rate)
-
-
-# --------------------------------------------------------------------------- the classes
+#---------------------------------------------------------------- the classes
 
 
 def _vibrato_tone(rng, length, sr):
-    t = _seconds(length, sr)
-    f0 = _log_uniform(rng, 150, 900)
+    t = time_axis(length, sr)
+    f0 = log_uniform(rng, 150, 900)
     depth, rate = rng.uniform(0.01, 0.035), rng.uniform(4.0, 7.5)
-    freq = f0 * (1 + depth * np.sin(_TWO_PI * rate * t + rng.uniform(0, _TWO_PI)))
-    return _tone(rng, freq, sr, (3, 8), (0.45, 0.8))
+    freq = f0 * (1 + depth * np.sin(TWO_PI * rate * t + rng.uniform(0, TWO_PI)))
+    return tone(rng, freq, sr, (3, 8), (0.45, 0.8))
 
 
 def _chirp(rng, length, sr, up: bool):
-    t = _seconds(length, sr)
+    t = time_axis(length, sr)
     repeats = int(rng.integers(1, 4))
     octaves = rng.uniform(1.0, 2.5)
-    low = _log_uniform(rng, 150, 1200)
+    low = log_uniform(rng, 150, 1200)
     position = np.mod(t * (repeats / t[-1] if t[-1] > 0 else 1.0), 1.0)
     if not up:
         position = 1.0 - position
     freq = low * np.exp2(octaves * position)
-    return _tone(rng, freq, sr, (1, 3), (0.3, 0.6))
+    return tone(rng, freq, sr, (1, 3), (0.3, 0.6))
 
 
 def _am_noise_band(rng, length, sr):
-    t = _seconds(length, sr)
-    centre = _log_uniform(rng, 400, min(5000, 0.35 * sr))
+    t = time_axis(length, sr)
+    centre = log_uniform(rng, 400, min(5000, 0.35 * sr))
     half_width = 2 ** (rng.uniform(0.1, 0.35))
-    band = _spectral_filter(rng.standard_normal(length, dtype=np.float32), sr,
+    band = spectral_filter(rng.standard_normal(length, dtype=np.float32), sr,
                             lambda f: ((f > centre / half_width) & (f < centre * half_width)).astype(float))
     depth, rate = rng.uniform(0.6, 1.0), rng.uniform(2.0, 12.0)
-    return band * (1 - depth * (0.5 + 0.5 * np.cos(_TWO_PI * rate * t))).astype(np.float32)
+    return band * (1 - depth * (0.5 + 0.5 * np.cos(TWO_PI * rate * t))).astype(np.float32)
 
 
 def _click_train(rng, length, sr):
@@ -359,27 +284,27 @@ def _click_train(rng, length, sr):
 
 
 def _vowel(rng, length, sr):
-    t = _seconds(length, sr)
-    f0 = rng.uniform(90, 260) * (1 + rng.uniform(0.0, 0.02) * np.sin(_TWO_PI * rng.uniform(3, 6) * t))
-    formants = _VOWELS[int(rng.integers(len(_VOWELS)))] * rng.uniform(0.9, 1.2)
+    t = time_axis(length, sr)
+    f0 = rng.uniform(90, 260) * (1 + rng.uniform(0.0, 0.02) * np.sin(TWO_PI * rng.uniform(3, 6) * t))
+    formants = VOWEL_FORMANTS[int(rng.integers(len(VOWEL_FORMANTS)))] * rng.uniform(0.9, 1.2)
     bandwidths = np.array([80.0, 110.0, 160.0]) * rng.uniform(0.8, 1.3)
 
     def envelope(f):
         resonance = sum(1.0 / (1.0 + ((f - fc) / bw) ** 2) for fc, bw in zip(formants, bandwidths))
         return resonance / (1.0 + f / 500.0)  # glottal spectral tilt
 
-    return _spectral_filter(_pulse_train(rng, f0, sr), sr, envelope)
+    return spectral_filter(pulse_train(rng, f0, sr), sr, envelope)
 
 
 def _chord(rng, length, sr):
-    root = _log_uniform(rng, 130, 520)
+    root = log_uniform(rng, 130, 520)
     intervals = _CHORDS[int(rng.integers(len(_CHORDS)))]
     out = np.zeros(length, dtype=np.float32)
     strum = int(rng.uniform(0.0, 0.06) * sr)
     for i, semitones in enumerate(intervals):
         freq = np.full(length, root * 2 ** (semitones / 12), dtype=np.float32)
         start = min(i * strum, length - 1)
-        out[start:] += _tone(rng, freq[start:], sr, (2, 4), (0.4, 0.7))
+        out[start:] += tone(rng, freq[start:], sr, (2, 4), (0.4, 0.7))
     return out
 
 
@@ -389,43 +314,43 @@ def _noise_bursts(rng, length, sr):
         burst = min(length, int(rng.uniform(0.03, 0.2) * sr))
         start = int(rng.integers(0, length - burst + 1))
         decay = np.exp(-np.arange(burst) / (burst / rng.uniform(2.0, 6.0))).astype(np.float32)
-        out[start : start + burst] += _coloured_noise(rng, burst, rng.uniform(0.0, 1.0)) * decay
+        out[start : start + burst] += coloured_noise(rng, burst, rng.uniform(0.0, 1.0)) * decay
     return out
 
 
 def _siren(rng, length, sr):
-    t = _seconds(length, sr)
-    centre = _log_uniform(rng, 500, 1500)
+    t = time_axis(length, sr)
+    centre = log_uniform(rng, 500, 1500)
     deviation, rate = rng.uniform(0.15, 0.4), rng.uniform(0.5, 3.0)
-    freq = centre * (1 + deviation * np.sin(_TWO_PI * rate * t + rng.uniform(0, _TWO_PI)))
-    return _tone(rng, freq, sr, (1, 3), (0.3, 0.6))
+    freq = centre * (1 + deviation * np.sin(TWO_PI * rate * t + rng.uniform(0, TWO_PI)))
+    return tone(rng, freq, sr, (1, 3), (0.3, 0.6))
 
 
 def _beeps(rng, length, sr):
-    t = _seconds(length, sr)
-    freq = np.full(length, _log_uniform(rng, 500, min(3000, 0.4 * sr)), dtype=np.float32)
+    t = time_axis(length, sr)
+    freq = np.full(length, log_uniform(rng, 500, min(3000, 0.4 * sr)), dtype=np.float32)
     on, off = rng.uniform(0.05, 0.2), rng.uniform(0.05, 0.3)
     gate = (np.mod(t, on + off) < on).astype(np.float32)
-    return _tone(rng, freq, sr, (1, 2), (0.2, 0.4)) * gate
+    return tone(rng, freq, sr, (1, 2), (0.2, 0.4)) * gate
 
 
 def _arpeggio(rng, length, sr):
-    root = _log_uniform(rng, 130, 700)
+    root = log_uniform(rng, 130, 700)
     notes = int(rng.integers(3, 9))
     scale = np.array([0, 2, 4, 5, 7, 9, 11, 12])
     steps = rng.choice(scale, size=notes)
     note_of_sample = np.minimum(np.arange(length) * notes // length, notes - 1)
     freq = (root * 2 ** (steps[note_of_sample] / 12)).astype(np.float32)
-    return _tone(rng, freq, sr, (2, 5), (0.4, 0.7))
+    return tone(rng, freq, sr, (2, 5), (0.4, 0.7))
 
 
 def _engine_hum(rng, length, sr):
-    t = _seconds(length, sr)
-    f0 = rng.uniform(25, 70) * (1 + rng.uniform(0.0, 0.05) * np.sin(_TWO_PI * rng.uniform(0.1, 0.5) * t))
+    t = time_axis(length, sr)
+    f0 = rng.uniform(25, 70) * (1 + rng.uniform(0.0, 0.05) * np.sin(TWO_PI * rng.uniform(0.1, 0.5) * t))
     cutoff = rng.uniform(300, 1200)
-    hum = _spectral_filter(_pulse_train(rng, f0, sr), sr, lambda f: 1.0 / (1.0 + (f / cutoff) ** 4))
+    hum = spectral_filter(pulse_train(rng, f0, sr), sr, lambda f: 1.0 / (1.0 + (f / cutoff) ** 4))
     hum /= float(np.sqrt(np.mean(hum.astype(np.float64) ** 2))) or 1.0
-    return hum + 0.3 * _coloured_noise(rng, length, 2.0)
+    return hum + 0.3 * coloured_noise(rng, length, 2.0)
 
 
 _GENERATORS = (
@@ -441,5 +366,5 @@ _GENERATORS = (
     _beeps,
     _arpeggio,
     _engine_hum,
-)
+) + TEXTURE_GENERATORS
 assert len(_GENERATORS) == len(CLASS_NAMES)
