@@ -284,6 +284,9 @@ class SyntheticConfig(StrictModel):
         "12 mostly tonal events; up to 24 adds texture and everyday-sound classes (rain, wind, footsteps, speech-like "
         "babble, ...)")
     distractor_prob: float = Field(0.5, ge=0, le=1, description="chance of a quieter event of another class in a clip")
+    silence_prob: float = Field(
+        0.0, ge=0, le=1, description="chance of a clip being a shorter event in digital silence, without background "
+        "noise (as zero-padded real clips, e.g. ESC-50's)")
     cache: bool = Field(True, description="cache generated clips as .npy under data.cache_dir")
 
 

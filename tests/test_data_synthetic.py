@@ -82,6 +82,21 @@ def test_texture_classes_extend_the_set_without_changing_the_first_twelve():
         SyntheticConfig(num_classes=25)
 
 
+def test_silence_option_gives_events_in_digital_silence_and_leaves_other_sets_alone(tmp_path):
+    silent = generate_synthetic(SyntheticConfig(num_clips=24, seed=5, silence_prob=1.0), RATE, 2.0)
+    noisy = generate_synthetic(SyntheticConfig(num_clips=24, seed=5), RATE, 2.0)
+    zero_share = lambda waves: float(np.mean(np.asarray(waves) == 0))  # noqa: E731
+    assert zero_share(silent.waves) > 0.1 and zero_share(noisy.waves) < 0.01
+    assert all(np.abs(w).max() > 1000 for w in silent.waves)  # every clip still holds its event
+    assert np.array_equal(silent.labels, noisy.labels)
+    # the option is part of the cache key only when it is used: older keys stay valid
+    base = SyntheticConfig(num_clips=24, seed=5)
+    assert synthetic_folder(base, RATE, 2.0, tmp_path) == synthetic_folder(
+        SyntheticConfig(num_clips=24, seed=5, silence_prob=0.0), RATE, 2.0, tmp_path)
+    assert synthetic_folder(base, RATE, 2.0, tmp_path) != synthetic_folder(
+        SyntheticConfig(num_clips=24, seed=5, silence_prob=0.5), RATE, 2.0, tmp_path)
+
+
 def test_cache_is_reused_and_keyed_by_parameters(tmp_path):
     cfg = SyntheticConfig(num_clips=24, seed=1)
     first = load_synthetic(cfg, RATE, 0.5, tmp_path)
