@@ -180,14 +180,16 @@ def logmel_stats_embeddings(task_data) -> dict:
     return out
 
 
-def probe_arrays(embeddings: dict, task_data, cfg, task_name: str = TASK_NAME) -> dict[str, float]:
-    """The per-fold loop of :func:`ajepa.eval.run.probe_encoder`, on given arrays."""
+def probe_arrays(embeddings: dict, task_data, cfg,
+                 task_name: str = TASK_NAME) -> tuple[dict[str, float], list[tuple[int, int]]]:
+    """The per-fold loop of :func:`ajepa.eval.run.probe_encoder`, on given arrays: the
+    aggregated metrics and the ``(label, prediction)`` of every test clip."""
     from ajepa.eval.metrics import aggregate_folds
     from ajepa.eval.probe import probe_fold
     from ajepa.eval.run import fold_seed
 
     seed = cfg.eval.seed if cfg.eval.seed is not None else cfg.seed
-    per_fold, names = [], []
+    per_fold, names, outcomes = [], [], []
     for position, fold in enumerate(task_data.folds):
         name = str(fold.name)
         result = probe_fold(
@@ -197,7 +199,31 @@ def probe_arrays(embeddings: dict, task_data, cfg, task_name: str = TASK_NAME) -
         )
         per_fold.append(result.metrics)
         names.append(name)
-    return aggregate_folds(task_name, per_fold, names)
+        if result.test_labels is not None and not task_data.multilabel:
+            outcomes += list(zip(result.test_labels.tolist(), result.test_predictions.tolist()))
+    return aggregate_folds(task_name, per_fold, names), outcomes
+
+
+def per_class_accuracy(outcomes: list[tuple[int, int]], num_classes: int) -> np.ndarray:
+    """Accuracy within each true class (NaN for a class with no test clip)."""
+    hits, totals = np.zeros(num_classes), np.zeros(num_classes)
+    for label, prediction in outcomes:
+        totals[label] += 1
+        hits[label] += label == prediction
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return hits / totals
+
+
+def print_per_class(rows, task_data) -> None:
+    if task_data.multilabel:
+        print("per-class accuracy: not for multi-label tasks")
+        return
+    names = task_data.folds[0].test.class_names
+    table = [per_class_accuracy(outcomes, task_data.num_classes) for _, _, outcomes in rows]
+    width = max(len(n) for n in names) + 2
+    print(f"{'class':<{width}}" + "".join(f"{label.split(' (')[0]:>14}" for label, _, _ in rows))
+    for k, class_name in enumerate(names):
+        print(f"{class_name:<{width}}" + "".join(f"{row[k]:>14.2f}" for row in table))
 
 
 # --------------------------------------------------------------------------- main
@@ -224,6 +250,9 @@ def parse_args(argv):
     parser.add_argument("--encoder", choices=("target", "context"), default="target",
                         help="which pretrained encoder to probe (default the EMA target, as ajepa-eval)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--per-class", action="store_true",
+                        help="also print each class's accuracy for the three rows (which sounds pretraining helps "
+                             "or hurts)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_intermixed_args(argv)
     if args.task == "synthetic" and (args.data != DEFAULT_DATA or args.norm_stats != "task"):
@@ -284,9 +313,11 @@ def run(args, command: str) -> int:
     pretrained_label = "pretrained (EMA target)" if args.encoder == "target" else "pretrained (context)"
     for label, encoder in ((pretrained_label, pretrained), ("init (same arch, seed)", initial_encoder(cfg))):
         result = evaluate_task(encoder.to(device), task, cfg, task_data=task_data, cache=cache, device=device)
-        rows.append((label, result.metrics))
+        outcomes = [] if task_data.multilabel else [(int(p["label"]), int(p["prediction"]))
+                                                    for p in result.predictions]
+        rows.append((label, result.metrics, outcomes))
     rows.append((f"log-mel stats ({2 * cfg.frontend.num_mel_bins}-d)",
-                 probe_arrays(logmel_stats_embeddings(task_data), task_data, cfg, name)))
+                 *probe_arrays(logmel_stats_embeddings(task_data), task_data, cfg, name)))
     seconds = time.perf_counter() - started
 
     rank, rank_step = last_metric(run_dir, "train/target_rank")
@@ -301,10 +332,12 @@ def run(args, command: str) -> int:
     print(f"checkpoint {checkpoint} (step {last_step}); norm {cfg.frontend.norm}"
           f"{' (' + args.norm_stats + ' stats)' if cfg.frontend.norm == 'dataset' else ''}")
     print(f"{'encoder':<28}{'accuracy':>10}{'± std':>8}   per fold")
-    for label, metrics in rows:
+    for label, metrics, _ in rows:
         folds = [metrics[k] for k in sorted(metrics) if k.endswith("/acc") and "/fold" in k]
         print(f"{label:<28}{metrics[f'eval/{name}/acc']:>10.3f}{metrics[f'eval/{name}/acc_std']:>8.3f}   "
               + " ".join(f"{v:.3f}" for v in folds))
+    if args.per_class:
+        print_per_class(rows, task_data)
     print(f"train/target_rank: {rank:.2f} (step {rank_step})" if rank is not None
           else "train/target_rank: not in the run's metrics.jsonl")
     print(f"evaluated in {seconds:.0f} s; command: {command}")
@@ -312,7 +345,7 @@ def run(args, command: str) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
             "command": command, "checkpoint": str(checkpoint), "data": str(args.data), "step": last_step,
-            "target_rank": rank, "results": {label: metrics for label, metrics in rows},
+            "target_rank": rank, "results": {label: metrics for label, metrics, _ in rows},
         }, indent=2))
     return 0
 

@@ -129,8 +129,12 @@ def test_logmel_baseline_and_init_encoder_through_the_project_probe(tmp_path):
     assert (tmp_path / "dev" / "stats.json").is_file()  # computed as ajepa-stats would
     embeddings = bench.logmel_stats_embeddings(task_data)
     assert embeddings[("fold1", "train")].features.shape[1] == 2 * cfg.frontend.num_mel_bins
-    metrics = bench.probe_arrays(embeddings, task_data, cfg)
+    metrics, outcomes = bench.probe_arrays(embeddings, task_data, cfg)
     assert metrics["eval/real/acc"] > 0.9  # three pure tones: trivially separable from band energies
+    per_class = bench.per_class_accuracy(outcomes, task_data.num_classes)
+    assert len(outcomes) == sum(len(f.test) for f in task_data.folds)
+    assert np.isclose(np.average(per_class, weights=np.bincount([y for y, _ in outcomes])),
+                      np.mean([y == p for y, p in outcomes]))
     assert set(k for k in metrics if k.endswith("/acc")) >= {f"eval/real/fold{k}/acc" for k in range(1, 6)}
 
     import torch
