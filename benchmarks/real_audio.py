@@ -2,6 +2,7 @@
 weights vs a log-mel-statistics baseline, in one table.
 
     python benchmarks/real_audio.py --checkpoint runs/tiny/checkpoints/last.pt
+    python benchmarks/real_audio.py --checkpoint runs/s0 runs/s1 runs/s2    # + pooled over the seeds
     python benchmarks/real_audio.py --config experiments/tiny.yaml [key=value ...]   # pretrain first
     python benchmarks/real_audio.py --checkpoint RUN eval.probe.pooling=mean_max      # another probe
     python benchmarks/real_audio.py --checkpoint RUN --task synthetic   # the same rows on the synthetic test split
@@ -26,7 +27,11 @@ Normalisation (``frontend.norm``): with ``dataset`` (experiments/tiny.yaml) the 
 own ``stats.json`` is used, computed on first use exactly as ``ajepa-stats`` would
 (``data.kind=esc50 data.root=DEV``), as ``ajepa-eval`` expects it; ``--norm-stats
 pretrain`` feeds the encoder the pretraining data's statistics instead.
-The target encoder's effective rank (``train/target_rank``, last logged value in the
+With several checkpoints (one per pretraining seed) it ends with the pooled comparison of
+the pretrained row against the two others: mean accuracies, the difference per seed, and
+the clip-level sign-flip test and seeds x clips bootstrap interval of ``analysis.clips``
+(docs/STATISTICS.md), the same statistics as the sweep tables. ``--per-class`` adds each
+class's accuracy. The target encoder's effective rank (``train/target_rank``, last logged value in the
 run's ``metrics.jsonl``) is printed too.
 """
 
@@ -181,12 +186,12 @@ def logmel_stats_embeddings(task_data) -> dict:
 
 
 def probe_arrays(embeddings: dict, task_data, cfg,
-                 task_name: str = TASK_NAME) -> tuple[dict[str, float], list[tuple[int, int]]]:
+                 task_name: str = TASK_NAME) -> tuple[dict[str, float], list[dict]]:
     """The per-fold loop of :func:`ajepa.eval.run.probe_encoder`, on given arrays: the
-    aggregated metrics and the ``(label, prediction)`` of every test clip."""
+    aggregated metrics and one :func:`ajepa.eval.run.prediction_rows` row per test clip."""
     from ajepa.eval.metrics import aggregate_folds
     from ajepa.eval.probe import probe_fold
-    from ajepa.eval.run import fold_seed
+    from ajepa.eval.run import fold_seed, prediction_rows, task_clip_root
 
     seed = cfg.eval.seed if cfg.eval.seed is not None else cfg.seed
     per_fold, names, outcomes = [], [], []
@@ -199,17 +204,20 @@ def probe_arrays(embeddings: dict, task_data, cfg,
         )
         per_fold.append(result.metrics)
         names.append(name)
-        if result.test_labels is not None and not task_data.multilabel:
-            outcomes += list(zip(result.test_labels.tolist(), result.test_predictions.tolist()))
+        if result.test_predictions is not None:
+            outcomes += prediction_rows(name, fold.test, result.test_labels, result.test_predictions,
+                                        result.test_index, task_clip_root(task_data))
     return aggregate_folds(task_name, per_fold, names), outcomes
 
 
-def per_class_accuracy(outcomes: list[tuple[int, int]], num_classes: int) -> np.ndarray:
-    """Accuracy within each true class (NaN for a class with no test clip)."""
+def per_class_accuracy(outcomes: list[dict], num_classes: int) -> np.ndarray:
+    """Accuracy within each true class from single-label prediction rows (NaN for a class
+    with no test clip)."""
     hits, totals = np.zeros(num_classes), np.zeros(num_classes)
-    for label, prediction in outcomes:
+    for row in outcomes:
+        label = int(row["label"])
         totals[label] += 1
-        hits[label] += label == prediction
+        hits[label] += label == int(row["prediction"])
     with np.errstate(invalid="ignore", divide="ignore"):
         return hits / totals
 
@@ -234,7 +242,9 @@ def parse_args(argv):
         prog="real_audio", description="Probe accuracy on real sounds: pretrained vs initial weights vs log-mel stats.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", type=Path, help="pretraining checkpoint (…/checkpoints/last.pt) or run folder")
+    source.add_argument("--checkpoint", type=Path, nargs="+",
+                        help="pretraining checkpoint(s) (…/checkpoints/last.pt) or run folder(s); with several (one "
+                             "per seed) also the pooled comparison over them")
     source.add_argument("--config", help="experiment YAML to pretrain first with the Trainer (then its last.pt)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="with --config: dotted config overrides; with --checkpoint: eval.* overrides only "
@@ -255,6 +265,11 @@ def parse_args(argv):
                              "or hurts)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_intermixed_args(argv)
+    if args.checkpoint:  # "--checkpoint A B key=value": the option's nargs also swallows the overrides
+        args.overrides = [a for a in map(str, args.checkpoint) if "=" in a and not Path(a).exists()] + args.overrides
+        args.checkpoint = [c for c in args.checkpoint if str(c) not in args.overrides]
+        if not args.checkpoint:
+            parser.error("--checkpoint needs at least one checkpoint or run folder")
     if args.task == "synthetic" and (args.data != DEFAULT_DATA or args.norm_stats != "task"):
         parser.error("--data and --norm-stats describe the dev set; --task synthetic reads the checkpoint's own "
                      "synthetic set with its own statistics")
@@ -276,22 +291,39 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args, command: str) -> int:
+    checkpoints = [pretrain(args.config, args.overrides)] if args.config else list(args.checkpoint)
+    checkpoints = [c / "checkpoints" / "last.pt" if c.is_dir() else c for c in checkpoints]
+    if missing := [str(c) for c in checkpoints if not c.is_file()]:
+        print(f"real_audio: no checkpoint at {', '.join(missing)}", file=sys.stderr)
+        return 2
+    if args.task == "dev":
+        ensure_devset(args.data)
+    results = []
+    for checkpoint in checkpoints:
+        results.append(evaluate_checkpoint(checkpoint, args))
+        print_checkpoint(results[-1], args, command)
+    if len(results) > 1:
+        print_pooled(results)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "command": command, "data": str(args.data),
+            "checkpoints": [{"checkpoint": str(r["checkpoint"]), "seed": r["seed"], "step": r["step"],
+                             "target_rank": r["rank"],
+                             "results": {label: metrics for label, metrics, _ in r["rows"]}} for r in results],
+        }, indent=2))
+    return 0
+
+
+def evaluate_checkpoint(checkpoint: Path, args) -> dict:
+    """The three rows (pretrained / init / log-mel stats) of one checkpoint, each with its
+    metrics and per-clip test outcomes."""
     import torch
 
     from ajepa.config import apply_overrides, build_config, dump_config
     from ajepa.eval.run import default_cache, evaluate_task, task_prefix
     from ajepa.train.checkpoint import load_encoder
 
-    checkpoint = pretrain(args.config, args.overrides) if args.config else args.checkpoint
-    if checkpoint.is_dir():
-        checkpoint = checkpoint / "checkpoints" / "last.pt"
-    if not checkpoint.is_file():
-        print(f"real_audio: no checkpoint at {checkpoint}", file=sys.stderr)
-        return 2
-    run_dir = checkpoint.parent.parent
-
-    if args.task == "dev":
-        ensure_devset(args.data)
     started = time.perf_counter()
     pretrained, cfg = load_encoder(checkpoint, args.encoder)
     if args.checkpoint is not None and args.overrides:
@@ -313,15 +345,19 @@ def run(args, command: str) -> int:
     pretrained_label = "pretrained (EMA target)" if args.encoder == "target" else "pretrained (context)"
     for label, encoder in ((pretrained_label, pretrained), ("init (same arch, seed)", initial_encoder(cfg))):
         result = evaluate_task(encoder.to(device), task, cfg, task_data=task_data, cache=cache, device=device)
-        outcomes = [] if task_data.multilabel else [(int(p["label"]), int(p["prediction"]))
-                                                    for p in result.predictions]
-        rows.append((label, result.metrics, outcomes))
+        rows.append((label, result.metrics, result.predictions))
     rows.append((f"log-mel stats ({2 * cfg.frontend.num_mel_bins}-d)",
                  *probe_arrays(logmel_stats_embeddings(task_data), task_data, cfg, name)))
-    seconds = time.perf_counter() - started
-
+    run_dir = checkpoint.parent.parent
     rank, rank_step = last_metric(run_dir, "train/target_rank")
     _, last_step = last_metric(run_dir, "train/loss")
+    return {"checkpoint": checkpoint, "cfg": cfg, "seed": cfg.seed, "name": name, "task_data": task_data,
+            "rows": rows, "rank": rank, "rank_step": rank_step, "step": last_step,
+            "seconds": time.perf_counter() - started}
+
+
+def print_checkpoint(result: dict, args, command: str) -> None:
+    cfg, task_data, name = result["cfg"], result["task_data"], result["name"]
     classes = task_data.num_classes
     clips = sum(len(f.test) for f in task_data.folds)  # every clip is in exactly one test fold
     print()
@@ -329,25 +365,58 @@ def run(args, command: str) -> int:
     print(f"{where}: {clips} clips, {classes} classes, {len(task_data.folds)} folds "
           f"(chance {1 / classes:.3f}); probe: {cfg.eval.probe.pooling} pooling, {cfg.eval.probe.solver}, "
           f"L2 grid {cfg.eval.probe.l2_grid}")
-    print(f"checkpoint {checkpoint} (step {last_step}); norm {cfg.frontend.norm}"
+    print(f"checkpoint {result['checkpoint']} (step {result['step']}, seed {cfg.seed}); norm {cfg.frontend.norm}"
           f"{' (' + args.norm_stats + ' stats)' if cfg.frontend.norm == 'dataset' else ''}")
     print(f"{'encoder':<28}{'accuracy':>10}{'± std':>8}   per fold")
-    for label, metrics, _ in rows:
+    for label, metrics, _ in result["rows"]:
         folds = [metrics[k] for k in sorted(metrics) if k.endswith("/acc") and "/fold" in k]
         print(f"{label:<28}{metrics[f'eval/{name}/acc']:>10.3f}{metrics[f'eval/{name}/acc_std']:>8.3f}   "
               + " ".join(f"{v:.3f}" for v in folds))
     if args.per_class:
-        print_per_class(rows, task_data)
-    print(f"train/target_rank: {rank:.2f} (step {rank_step})" if rank is not None
+        print_per_class(result["rows"], task_data)
+    rank = result["rank"]
+    print(f"train/target_rank: {rank:.2f} (step {result['rank_step']})" if rank is not None
           else "train/target_rank: not in the run's metrics.jsonl")
-    print(f"evaluated in {seconds:.0f} s; command: {command}")
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "command": command, "checkpoint": str(checkpoint), "data": str(args.data), "step": last_step,
-            "target_rank": rank, "results": {label: metrics for label, metrics, _ in rows},
-        }, indent=2))
-    return 0
+    print(f"evaluated in {result['seconds']:.0f} s; command: {command}")
+
+
+def print_pooled(results: list[dict]) -> None:
+    """Pretrained against each other row over all checkpoints (seeds): the mean accuracies,
+    the per-seed differences, and the project's clip-level test and seeds x clips interval
+    (:mod:`analysis.clips`), as the sweep tables report them."""
+    import pandas as pd
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from analysis.clips import clip_comparison
+
+    labels = [label for label, _, _ in results[0]["rows"]]
+    frames = []
+    for position, result in enumerate(results):
+        for label, _, predictions in result["rows"]:
+            frame = pd.DataFrame(predictions)
+            frame["row"], frame["seed"] = label, position  # a checkpoint is one seed (even if two share cfg.seed)
+            frames.append(frame)
+    outcomes = pd.concat(frames, ignore_index=True)
+    if outcomes.empty or outcomes["correct"].eq("").any():
+        print("pooled comparison: needs single-label per-clip outcomes")
+        return
+    outcomes["correct"] = outcomes["correct"].astype(float)
+    name = results[0]["name"]
+    seeds = ", ".join(str(r["seed"]) for r in results)
+    print()
+    print(f"pooled over {len(results)} checkpoints (seeds {seeds}): mean accuracy "
+          + ", ".join(f"{label.split(' (')[0]} {np.mean([r['rows'][k][1][f'eval/{name}/acc'] for r in results]):.3f}"
+                      for k, label in enumerate(labels)))
+    for reference in labels[1:]:
+        mine = outcomes[outcomes["row"] == labels[0]][["seed", "fold", "clip", "correct"]]
+        theirs = outcomes[outcomes["row"] == reference][["seed", "fold", "clip", "correct"]]
+        pairs = mine.merge(theirs, on=["seed", "fold", "clip"], suffixes=("_a", "_b")).rename(
+            columns={"correct_a": "a", "correct_b": "b"})
+        line = clip_comparison(pairs)
+        per_seed = pairs.assign(d=pairs["a"] - pairs["b"]).groupby("seed")["d"].mean() * 100
+        print(f"  pretrained - {reference.split(' (')[0]}: {100 * line['diff']:+.1f} points "
+              f"(95 % CI seeds x clips {100 * line['low']:+.1f} .. {100 * line['high']:+.1f}; clip-level p "
+              f"{line['p']:.3g}); per seed " + " ".join(f"{v:+.1f}" for v in per_seed.to_numpy()))
 
 
 if __name__ == "__main__":
