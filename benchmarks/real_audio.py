@@ -281,13 +281,10 @@ def parse_args(argv):
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = "python benchmarks/real_audio.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    from ajepa.config import ConfigError
+    from ajepa.cli.common import guarded
 
-    try:
-        return run(args, command)
-    except ConfigError as err:
-        print(f"real_audio: {err}", file=sys.stderr)
-        return 2
+    # the ajepa-* commands' error contract: a fixable error is one line and exit code 2
+    return guarded("real_audio", lambda: run(args, command))
 
 
 def run(args, command: str) -> int:

@@ -170,3 +170,11 @@ def test_pooled_comparison_over_seeds_reports_the_clip_level_difference(capsys):
     assert "pooled over 2 checkpoints (seeds 0, 1)" in out and "init 0.650" in out
     assert "pretrained - init: +35.0 points" in out and "per seed +50.0 +20.0" in out
     assert "pretrained - log-mel stats: +100.0 points" in out
+
+
+def test_a_fixable_error_is_one_line_and_exit_code_2(tmp_path, capsys):
+    bench = _load("real_audio")
+    code = bench.main(["--config", str(BENCHMARKS.parent / "experiments" / "tiny.yaml"), f"out_dir={tmp_path / 'run'}",
+                       "data.kind=folder", f"data.root={tmp_path / 'missing'}", "--data", str(tmp_path / "dev")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("real_audio: ") and "missing" in err[0]
