@@ -8,7 +8,7 @@
 Why: the question "does the tiny recipe learn more transferable features from real sound
 than from the built-in synthetic set?" needs real sound that is neither in the real-sound
 dev set (benchmarks/real_devset.py: other packages) nor in the packages the issue keeps for
-the independent check. These are the sound effects (no music) of six free games in Debian
+the independent check. These are the sound effects (no music) of seven free games in Debian
 main, about 1,960 files and 1.8 hours (0 A.D.: combat, fauna, gathering, unit voices in
 several languages; Warzone 2100; Trigger Rally: engines, skids; Widelands: animals, crafts;
 SuperTuxKart; Frozen Bubble; Pingus), copied byte for byte from the packages and their
