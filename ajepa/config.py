@@ -285,8 +285,8 @@ class SyntheticConfig(StrictModel):
         "babble, ...)")
     distractor_prob: float = Field(0.5, ge=0, le=1, description="chance of a quieter event of another class in a clip")
     silence_prob: float = Field(
-        0.0, ge=0, le=1, description="chance of a clip being a shorter event in digital silence, without background "
-        "noise (as zero-padded real clips, e.g. ESC-50's)")
+        0.0, ge=0, le=1, description="chance of a clip being a shorter event without background noise, the rest "
+        "digital silence (as zero-padded real clips, e.g. ESC-50's)")
     cache: bool = Field(True, description="cache generated clips as .npy under data.cache_dir")
 
 

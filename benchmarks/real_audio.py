@@ -32,13 +32,20 @@ the pretrained row against the two others: mean accuracies, the difference per s
 the clip-level sign-flip test and seeds x clips bootstrap interval of ``analysis.clips``
 (docs/STATISTICS.md), the same statistics as the sweep tables. ``--per-class`` adds each
 class's accuracy. The target encoder's effective rank (``train/target_rank``, last logged value in the
-run's ``metrics.jsonl``) is printed too.
+run's ``metrics.jsonl``) is printed too. ``--json FILE`` writes
+``{"command", "data", "checkpoints": [{"checkpoint", "seed", "step", "target_rank",
+"results": {row: metrics}}]}``.
+
+Exit codes, as the ``ajepa-*`` commands: 0 done; 2 a request that cannot run as given
+(no checkpoint, bad data folder, missing normalisation stats: one line says what to fix);
+3 the pretraining diverged; 130 interrupted; 1 a bug (a traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import sys
 import time
@@ -49,6 +56,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # real_devset beside this file
 
 DEFAULT_DATA = Path(".cache/real_devset")
+OVERRIDE = re.compile(r"^[A-Za-z_][\w.\[\]]*=")  # a dotted config key and "=": an override, not a path
 TASK_NAME = "real"
 
 
@@ -226,7 +234,7 @@ def print_per_class(rows, task_data) -> None:
     if task_data.multilabel:
         print("per-class accuracy: not for multi-label tasks")
         return
-    names = task_data.folds[0].test.class_names
+    names = task_data.class_names
     table = [per_class_accuracy(outcomes, task_data.num_classes) for _, _, outcomes in rows]
     width = max(len(n) for n in names) + 2
     print(f"{'class':<{width}}" + "".join(f"{label.split(' (')[0]:>14}" for label, _, _ in rows))
@@ -242,7 +250,7 @@ def parse_args(argv):
         prog="real_audio", description="Probe accuracy on real sounds: pretrained vs initial weights vs log-mel stats.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", type=Path, nargs="+",
+    source.add_argument("--checkpoint", nargs="+",
                         help="pretraining checkpoint(s) (…/checkpoints/last.pt) or run folder(s); with several (one "
                              "per seed) also the pooled comparison over them")
     source.add_argument("--config", help="experiment YAML to pretrain first with the Trainer (then its last.pt)")
@@ -266,8 +274,9 @@ def parse_args(argv):
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_intermixed_args(argv)
     if args.checkpoint:  # "--checkpoint A B key=value": the option's nargs also swallows the overrides
-        args.overrides = [a for a in map(str, args.checkpoint) if "=" in a and not Path(a).exists()] + args.overrides
-        args.checkpoint = [c for c in args.checkpoint if str(c) not in args.overrides]
+        moved = [a for a in args.checkpoint if OVERRIDE.match(a) and not Path(a).exists()]
+        args.overrides = moved + args.overrides
+        args.checkpoint = [Path(a) for a in args.checkpoint if a not in moved]
         if not args.checkpoint:
             parser.error("--checkpoint needs at least one checkpoint or run folder")
     if args.task == "synthetic" and (args.data != DEFAULT_DATA or args.norm_stats != "task"):
@@ -291,7 +300,8 @@ def run(args, command: str) -> int:
     checkpoints = [pretrain(args.config, args.overrides)] if args.config else list(args.checkpoint)
     checkpoints = [c / "checkpoints" / "last.pt" if c.is_dir() else c for c in checkpoints]
     if missing := [str(c) for c in checkpoints if not c.is_file()]:
-        print(f"real_audio: no checkpoint at {', '.join(missing)}", file=sys.stderr)
+        print(f"real_audio: no checkpoint at {', '.join(missing)} (give a run folder or its "
+              "checkpoints/last.pt, or pretrain one with --config)", file=sys.stderr)
         return 2
     if args.task == "dev":
         ensure_devset(args.data)
@@ -386,12 +396,12 @@ def print_pooled(results: list[dict]) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from analysis.clips import clip_comparison
 
-    labels = [label for label, _, _ in results[0]["rows"]]
+    labels = [label for label, _, _ in results[0]["rows"]]  # rows are matched by position: pretrained, init, log-mel
     frames = []
     for position, result in enumerate(results):
-        for label, _, predictions in result["rows"]:
+        for row, (_, _, predictions) in enumerate(result["rows"]):
             frame = pd.DataFrame(predictions)
-            frame["row"], frame["seed"] = label, position  # a checkpoint is one seed (even if two share cfg.seed)
+            frame["row"], frame["seed"] = row, position  # a checkpoint is one seed (even if two share cfg.seed)
             frames.append(frame)
     outcomes = pd.concat(frames, ignore_index=True)
     if outcomes.empty or outcomes["correct"].eq("").any():
@@ -404,9 +414,9 @@ def print_pooled(results: list[dict]) -> None:
     print(f"pooled over {len(results)} checkpoints (seeds {seeds}): mean accuracy "
           + ", ".join(f"{label.split(' (')[0]} {np.mean([r['rows'][k][1][f'eval/{name}/acc'] for r in results]):.3f}"
                       for k, label in enumerate(labels)))
-    for reference in labels[1:]:
-        mine = outcomes[outcomes["row"] == labels[0]][["seed", "fold", "clip", "correct"]]
-        theirs = outcomes[outcomes["row"] == reference][["seed", "fold", "clip", "correct"]]
+    for row, reference in enumerate(labels[1:], start=1):
+        mine = outcomes[outcomes["row"] == 0][["seed", "fold", "clip", "correct"]]
+        theirs = outcomes[outcomes["row"] == row][["seed", "fold", "clip", "correct"]]
         pairs = mine.merge(theirs, on=["seed", "fold", "clip"], suffixes=("_a", "_b")).rename(
             columns={"correct_a": "a", "correct_b": "b"})
         line = clip_comparison(pairs)

@@ -18,15 +18,18 @@ the loader does that, and its feature cache keeps the log-mels. ``OUT/manifest.j
 records the package versions and file counts; the same versions give the same files.
 Never committed (``.cache/``). Licences: each package's /usr/share/doc/<package>/copyright.
 
-Exit codes: 0 built; 2 a package is missing (the message gives the apt-get line) or
-``--out`` is a non-empty folder this script did not make.
+Exit codes: 0 built; 2 a package is missing or apt-get failed (the message gives the
+apt-get line), ``--out`` is a non-empty folder this script did not make, or a package's
+archive cannot be read (nothing half-built is left behind).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import shutil
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -63,7 +66,11 @@ def package_sounds(package: str, archives: tuple[str, ...] | None):
                 yield path.strip("/"), Path(path).read_bytes()
         return
     for archive in archives:
-        with zipfile.ZipFile(archive) as bundle:
+        try:
+            bundle = zipfile.ZipFile(archive)
+        except zipfile.BadZipFile as err:
+            raise OSError(errno.EINVAL, "not a zip archive", archive) from err
+        with bundle:
             for member in sorted(bundle.namelist()):
                 if wanted(member):
                     yield member, bundle.read(member)
@@ -73,7 +80,8 @@ def clear_output(out: Path) -> None:
     if not out.exists():
         return
     if not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file()):
-        raise SystemExit(f"real_pretrain_set: --out {out} is not empty and holds no {MANIFEST}: refusing to overwrite")
+        raise SystemExit(f"real_pretrain_set: --out {out} is not empty and holds no {MANIFEST}: refusing to overwrite "
+                         "(choose another --out, or delete the folder if it is a build that stopped half-way)")
     for child in out.iterdir():
         shutil.rmtree(child) if child.is_dir() else child.unlink()
 
@@ -99,7 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     missing = [p for p in SOURCES if real_devset.package_version(p) is None]
     if missing and args.install:
-        real_devset.install(missing)
+        try:
+            real_devset.install(missing)
+        except (OSError, subprocess.CalledProcessError) as err:
+            print(f"real_pretrain_set: apt-get failed ({err}); install as root: "
+                  f"{' '.join(real_devset.install_command(missing))}", file=sys.stderr)
+            return 2
         missing = [p for p in SOURCES if real_devset.package_version(p) is None]
     if missing:
         print(f"real_pretrain_set: missing packages; install them with: {' '.join(real_devset.install_command(missing))}"
@@ -110,7 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as refusal:
         print(refusal, file=sys.stderr)
         return 2
-    counts = build(args.out, {p: real_devset.package_version(p) for p in SOURCES})
+    try:
+        counts = build(args.out, {p: real_devset.package_version(p) for p in SOURCES})
+    except OSError as err:  # an archive moved or damaged in another package version
+        shutil.rmtree(args.out, ignore_errors=True)  # nothing half-built is left to refuse the next run
+        where = getattr(err, "filename", None) or err
+        print(f"real_pretrain_set: cannot read {where}; reinstall its package (apt-get install --reinstall) or "
+              "update SOURCES in benchmarks/real_pretrain_set.py", file=sys.stderr)
+        return 2
     print(f"{sum(counts.values())} sound files -> {args.out} ("
           + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")")
     print(f"next: ajepa-stats experiments/tiny.yaml data.kind=folder data.root={args.out}")

@@ -123,3 +123,13 @@ def test_mean_spectrum_probe_is_above_chance_but_far_from_perfect(small_set):
     probe = LogisticRegression(max_iter=2000).fit((features[train] + 4.27) / 9.1, small_set.labels[train])
     accuracy = (probe.predict((features[test] + 4.27) / 9.1) == small_set.labels[test]).mean()
     assert 2 / 12 < accuracy < 0.85
+
+
+def test_every_texture_event_is_audible_even_when_short():
+    from ajepa.data.synthetic import _GENERATORS
+
+    for label in range(12, len(CLASS_NAMES)):
+        for i in range(20):  # the shortest events _place_event makes: 0.25 s
+            event = _GENERATORS[label](np.random.default_rng([label, i]), RATE // 4, RATE)
+            assert event.shape == (RATE // 4,) and np.isfinite(event).all()
+            assert np.sqrt(np.mean(event.astype(np.float64) ** 2)) > 1e-6, (CLASS_NAMES[label], i)

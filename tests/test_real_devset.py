@@ -178,3 +178,11 @@ def test_a_fixable_error_is_one_line_and_exit_code_2(tmp_path, capsys):
                        "data.kind=folder", f"data.root={tmp_path / 'missing'}", "--data", str(tmp_path / "dev")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("real_audio: ") and "missing" in err[0]
+
+
+def test_overrides_after_several_checkpoints_are_told_apart_from_run_folders():
+    bench = _load("real_audio")
+    args = bench.parse_args(["--checkpoint", "runs/a", "runs/lr=1e-3", "eval.probe.pooling=mean_max",
+                             "eval.x=a//b/"])
+    assert args.checkpoint == [Path("runs/a"), Path("runs/lr=1e-3")]  # a path is not a dotted key
+    assert args.overrides == ["eval.probe.pooling=mean_max", "eval.x=a//b/"]  # values kept verbatim

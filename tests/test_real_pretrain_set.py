@@ -55,3 +55,12 @@ def test_a_missing_package_or_a_foreign_folder_is_refused_with_exit_code_2(tmp_p
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "apt-get install -y --no-install-recommends game-data other-data" in err
     assert not (tmp_path / "new").exists()
+
+
+def test_an_unreadable_archive_is_one_line_exit_2_and_leaves_nothing_half_built(tmp_path, monkeypatch, capsys):
+    _fake_packages(tmp_path, monkeypatch)
+    (tmp_path / "game.zip").write_bytes(b"not a zip")
+    out = tmp_path / "set"
+    assert pretrain_set.main(["--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"cannot read {tmp_path / 'game.zip'}" in err[0] and not out.exists()

@@ -101,8 +101,8 @@ def time_axis(length: int, sample_rate: int) -> np.ndarray:
 
 
 def time_varying_filter(signal: np.ndarray, sample_rate: int, gain_of, hop: int = 128) -> np.ndarray:
-    """Filter whose response changes over time: ``gain_of(freqs_hz, times_s)`` gives an
-    [frames, bins] magnitude applied frame by frame in a short-time Fourier transform
+    """Filter whose response changes over time: ``gain_of(freqs_hz, times_s)`` (called with
+    a [bins, 1] and a [1, frames] array) gives a [bins, frames] magnitude applied frame by frame in a short-time Fourier transform
     (Hann, 4x overlap, overlap-added back). Wind, moving formants and wandering
     resonances need this; a fixed spectral_filter cannot express them."""
     import scipy.signal

@@ -43,7 +43,8 @@ from ajepa.data.textures import TEXTURE_CLASS_NAMES, TEXTURE_GENERATORS
 from ajepa.io_utils import atomic_open, atomic_write_text
 
 # Bump when the generator changes: it is part of the cache key, so stale caches are ignored.
-GENERATOR_VERSION = 1
+# 2: the footsteps class always holds a step (the 12 event classes are unchanged since 1).
+GENERATOR_VERSION = 2
 
 # The first twelve: mostly tonal events (the default set, `data.synthetic.num_classes: 12`).
 EVENT_CLASS_NAMES: tuple[str, ...] = (
@@ -202,8 +203,10 @@ def render_clip(
     maybe a quieter distractor of another class, coloured background noise at a random SNR,
     and a random overall level.
 
-    With probability `silence_prob` the clip is instead a shorter event (10-100 % of the
-    clip) in digital silence, with no background noise: how many real clips look once a
+    With probability `silence_prob` the clip is instead a shorter event (from 0.25 s or
+    10 % of the clip, whichever is longer, up to all of it) in digital silence, without
+    background noise (a quieter event of another class may still be mixed in, as in any
+    clip): how many real clips look once a
     short recording is zero-padded to a fixed length (ESC-50's 5 s clips; the real dev
     set of benchmarks/real_devset.py is 74 % silent frames). An encoder that never saw
     silence meets it out of distribution at evaluation.

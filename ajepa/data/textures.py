@@ -56,7 +56,10 @@ def _nyquist_cap(freq: float, sample_rate: int) -> float:
 
 
 def _band(low: float, high: float):
-    """A smooth band-pass gain (log-frequency raised cosine) for spectral_filter."""
+    """A smooth band-pass gain (log-frequency raised cosine) for spectral_filter. At low
+    sample rates a band whose upper edge was capped below its lower one is widened
+    downwards to half an octave or more."""
+    low = min(low, high / 1.5)
     centre, half = np.sqrt(low * high), max(np.log(high / low) / 2, 1e-3)
 
     def gain(f):
@@ -118,7 +121,7 @@ def _wind(rng, length, sr):
     knots = np.linspace(0, duration, len(centre_curve))
 
     def gain(freqs, times):
-        c = centre * np.exp2(1.2 * np.interp(times, knots, centre_curve))
+        c = np.minimum(centre * np.exp2(1.2 * np.interp(times, knots, centre_curve)), 0.45 * sr)
         return np.exp(-0.5 * (np.log2(np.maximum(freqs, 1.0) / c) / width) ** 2)
 
     out = time_varying_filter(coloured_noise(rng, length, 1.0), sr, gain)
@@ -132,7 +135,7 @@ def _footsteps(rng, length, sr):
     period = sr / rng.uniform(1.3, 3.5)
     surface = (log_uniform(rng, 300, 1500), _nyquist_cap(log_uniform(rng, 2000, 7000), sr))
     double = rng.random() < 0.5
-    position = rng.uniform(0, period)
+    position = rng.uniform(0, min(period, 0.2 * length))  # the first step always falls inside the event
     while position < length:
         for hit, gain in ((0, 1.0), (int(rng.uniform(0.03, 0.08) * sr), rng.uniform(0.3, 0.8))) if double else ((0, 1.0),):
             thump_len = int(rng.uniform(0.03, 0.07) * sr)
