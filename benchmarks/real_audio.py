@@ -3,6 +3,7 @@ weights vs a log-mel-statistics baseline, in one table.
 
     python benchmarks/real_audio.py --checkpoint runs/tiny/checkpoints/last.pt
     python benchmarks/real_audio.py --checkpoint runs/s0 runs/s1 runs/s2    # + pooled over the seeds
+    python benchmarks/real_audio.py --checkpoint runs/v0 runs/v1 --against runs/s0 runs/s1  # variant vs recipe
     python benchmarks/real_audio.py --config experiments/tiny.yaml [key=value ...]   # pretrain first
     python benchmarks/real_audio.py --checkpoint RUN eval.probe.pooling=mean_max      # another probe
     python benchmarks/real_audio.py --checkpoint RUN --task synthetic   # the same rows on the synthetic test split
@@ -268,17 +269,22 @@ def parse_args(argv):
     parser.add_argument("--encoder", choices=("target", "context"), default="target",
                         help="which pretrained encoder to probe (default the EMA target, as ajepa-eval)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--against", nargs="+", default=None, metavar="RUN",
+                        help="another recipe's runs, one per seed in the order of --checkpoint: adds the pooled "
+                             "comparison of the two recipes' pretrained rows")
     parser.add_argument("--per-class", action="store_true",
                         help="also print each class's accuracy for the three rows (which sounds pretraining helps "
                              "or hurts)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_intermixed_args(argv)
-    if args.checkpoint:  # "--checkpoint A B key=value": the option's nargs also swallows the overrides
-        moved = [a for a in args.checkpoint if OVERRIDE.match(a) and not Path(a).exists()]
-        args.overrides = moved + args.overrides
-        args.checkpoint = [Path(a) for a in args.checkpoint if a not in moved]
-        if not args.checkpoint:
-            parser.error("--checkpoint needs at least one checkpoint or run folder")
+    for option in ("checkpoint", "against"):  # "--checkpoint A B key=value": nargs also swallows the overrides
+        given = getattr(args, option)
+        if given:
+            moved = [a for a in given if OVERRIDE.match(a) and not Path(a).exists()]
+            args.overrides = moved + args.overrides
+            setattr(args, option, [Path(a) for a in given if a not in moved])
+            if not getattr(args, option):
+                parser.error(f"--{option} needs at least one checkpoint or run folder")
     if args.task == "synthetic" and (args.data != DEFAULT_DATA or args.norm_stats != "task"):
         parser.error("--data and --norm-stats describe the dev set; --task synthetic reads the checkpoint's own "
                      "synthetic set with its own statistics")
@@ -305,12 +311,21 @@ def run(args, command: str) -> int:
         return 2
     if args.task == "dev":
         ensure_devset(args.data)
+    references = [c / "checkpoints" / "last.pt" if c.is_dir() else c for c in args.against or []]
+    if references and len(references) != len(checkpoints):
+        print(f"real_audio: --against names {len(references)} checkpoints for {len(checkpoints)} evaluated; give one "
+              "reference run per seed, in the same order", file=sys.stderr)
+        return 2
+    if missing := [str(c) for c in references if not c.is_file()]:
+        print(f"real_audio: no reference checkpoint at {', '.join(missing)}", file=sys.stderr)
+        return 2
     results = []
     for checkpoint in checkpoints:
         results.append(evaluate_checkpoint(checkpoint, args))
         print_checkpoint(results[-1], args, command)
-    if len(results) > 1:
-        print_pooled(results)
+    against = [evaluate_checkpoint(checkpoint, args) for checkpoint in references]
+    if len(results) > 1 or against:
+        print_pooled(results, against)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
@@ -387,10 +402,12 @@ def print_checkpoint(result: dict, args, command: str) -> None:
     print(f"evaluated in {result['seconds']:.0f} s; command: {command}")
 
 
-def print_pooled(results: list[dict]) -> None:
+def print_pooled(results: list[dict], against: list[dict] | None = None) -> None:
     """Pretrained against each other row over all checkpoints (seeds): the mean accuracies,
     the per-seed differences, and the project's clip-level test and seeds x clips interval
-    (:mod:`analysis.clips`), as the sweep tables report them."""
+    (:mod:`analysis.clips`), as the sweep tables report them. With `against` (another
+    recipe's checkpoints, one per seed in the same order) also pretrained against that
+    recipe's pretrained row: a variant judged on all its seeds and clips, not on one seed."""
     import pandas as pd
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -399,7 +416,10 @@ def print_pooled(results: list[dict]) -> None:
     labels = [label for label, _, _ in results[0]["rows"]]  # rows are matched by position: pretrained, init, log-mel
     frames = []
     for position, result in enumerate(results):
-        for row, (_, _, predictions) in enumerate(result["rows"]):
+        rows = list(result["rows"])
+        if against:
+            rows.append(against[position]["rows"][0])
+        for row, (_, _, predictions) in enumerate(rows):
             frame = pd.DataFrame(predictions)
             frame["row"], frame["seed"] = row, position  # a checkpoint is one seed (even if two share cfg.seed)
             frames.append(frame)
@@ -414,6 +434,10 @@ def print_pooled(results: list[dict]) -> None:
     print(f"pooled over {len(results)} checkpoints (seeds {seeds}): mean accuracy "
           + ", ".join(f"{label.split(' (')[0]} {np.mean([r['rows'][k][1][f'eval/{name}/acc'] for r in results]):.3f}"
                       for k, label in enumerate(labels)))
+    if against:
+        labels.append("reference recipe (--against)")
+        print(f"  reference recipe: {np.mean([r['rows'][0][1][f'eval/{name}/acc'] for r in against]):.3f} "
+              f"({', '.join(str(r['checkpoint']) for r in against)})")
     for row, reference in enumerate(labels[1:], start=1):
         mine = outcomes[outcomes["row"] == 0][["seed", "fold", "clip", "correct"]]
         theirs = outcomes[outcomes["row"] == row][["seed", "fold", "clip", "correct"]]

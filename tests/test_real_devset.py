@@ -171,6 +171,15 @@ def test_pooled_comparison_over_seeds_reports_the_clip_level_difference(capsys):
     assert "pretrained - init: +35.0 points" in out and "per seed +50.0 +20.0" in out
     assert "pretrained - log-mel stats: +100.0 points" in out
 
+    reference = [dict(result(0, [0] * 10), checkpoint="ref0"), dict(result(1, [0] * 10), checkpoint="ref1")]
+    for position, run in enumerate(reference):  # the reference recipe's pretrained row: right on 6 and 9 clips
+        hits = [1] * (6 + 3 * position) + [0] * (4 - 3 * position)
+        run["rows"][0] = ("pretrained (EMA target)", {"eval/real/acc": np.mean(hits)}, rows(hits))
+    bench.print_pooled([result(0, [1] * 5 + [0] * 5), result(1, [1] * 8 + [0] * 2)], reference)
+    out = capsys.readouterr().out
+    assert "reference recipe: 0.750" in out and "pretrained - reference recipe: +25.0 points" in out
+    assert "per seed +40.0 +10.0" in out
+
 
 def test_a_fixable_error_is_one_line_and_exit_code_2(tmp_path, capsys):
     bench = _load("real_audio")
@@ -182,7 +191,8 @@ def test_a_fixable_error_is_one_line_and_exit_code_2(tmp_path, capsys):
 
 def test_overrides_after_several_checkpoints_are_told_apart_from_run_folders():
     bench = _load("real_audio")
-    args = bench.parse_args(["--checkpoint", "runs/a", "runs/lr=1e-3", "eval.probe.pooling=mean_max",
+    args = bench.parse_args(["--checkpoint", "runs/a", "runs/lr=1e-3", "--against", "runs/r", "eval.probe.pooling=mean_max",
                              "eval.x=a//b/"])
+    assert args.against == [Path("runs/r")]
     assert args.checkpoint == [Path("runs/a"), Path("runs/lr=1e-3")]  # a path is not a dotted key
     assert args.overrides == ["eval.probe.pooling=mean_max", "eval.x=a//b/"]  # values kept verbatim
