@@ -76,7 +76,12 @@ def coloured_noise(rng: np.random.Generator, length: int, slope: float) -> np.nd
     spectrum *= np.exp(np.float32(-slope / 2) * log_bins(bins))
     spectrum[0] = 0.0
     noise = scipy.fft.irfft(spectrum, n=size)[:length].astype(np.float32, copy=False)
-    return noise / (float(np.sqrt(np.mean(np.square(noise, dtype=np.float64)))) or 1.0)
+    return noise / rms(noise)
+
+
+def rms(signal: np.ndarray) -> float:
+    """Root mean square (in float64), or 1.0 for silence: safe to divide by when levelling."""
+    return float(np.sqrt(np.mean(np.square(signal, dtype=np.float64)))) or 1.0
 
 
 @functools.lru_cache(maxsize=8)

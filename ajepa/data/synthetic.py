@@ -35,6 +35,7 @@ from ajepa.data.dsp import (
     coloured_noise,
     log_uniform,
     pulse_train,
+    rms,
     spectral_filter,
     time_axis,
     tone,
@@ -238,8 +239,8 @@ def _place_event(clip: np.ndarray, label: int, rng: np.random.Generator, sample_
     onset = int(rng.integers(0, total - length + 1))
     event = _GENERATORS[label](rng, length, sample_rate)
     event *= _fade(length, int(rng.uniform(0.005, 0.04) * sample_rate))
-    rms = float(np.sqrt(np.mean(event.astype(np.float64) ** 2))) or 1.0
-    clip[onset : onset + length] += event * np.float32(gain / rms)
+    level = rms(event)
+    clip[onset : onset + length] += event * np.float32(gain / level)
 
 
 def _fade(length: int, ramp: int) -> np.ndarray:
@@ -365,7 +366,7 @@ def _engine_hum(rng, length, sr):
     f0 = rng.uniform(25, 70) * (1 + rng.uniform(0.0, 0.05) * np.sin(TWO_PI * rng.uniform(0.1, 0.5) * t))
     cutoff = rng.uniform(300, 1200)
     hum = spectral_filter(pulse_train(rng, f0, sr), sr, lambda f: 1.0 / (1.0 + (f / cutoff) ** 4))
-    hum /= float(np.sqrt(np.mean(hum.astype(np.float64) ** 2))) or 1.0
+    hum /= rms(hum)
     return hum + 0.3 * coloured_noise(rng, length, 2.0)
 
 

@@ -29,6 +29,7 @@ from ajepa.data.dsp import (
     phase_of,
     poisson_onsets,
     pulse_train,
+    rms,
     smooth_random_curve,
     spectral_filter,
     time_axis,
@@ -94,7 +95,7 @@ def _rain(rng, length, sr):
                * np.float32(rng.lognormal(0.0, 0.6)))
     hiss = spectral_filter(coloured_noise(rng, length, rng.uniform(0.0, 1.0)), sr,
                            lambda f: 1.0 / (1.0 + (800.0 / np.maximum(f, 1.0)) ** 2))
-    scale = float(np.sqrt(np.mean(out.astype(np.float64) ** 2))) or 1.0
+    scale = rms(out)
     return out + hiss * np.float32(scale * rng.uniform(0.3, 1.5))
 
 
@@ -107,7 +108,7 @@ def _fire_crackle(rng, length, sr):
                * np.float32(min(rng.pareto(1.5) + 0.2, 20.0)))
     roar = spectral_filter(coloured_noise(rng, length, 1.0), sr, _lowpass(rng.uniform(250, 900)))
     roar *= 1.0 + 0.6 * smooth_random_curve(rng, length, sr, rng.uniform(1.0, 4.0))
-    scale = float(np.sqrt(np.mean(out.astype(np.float64) ** 2))) or 1.0
+    scale = rms(out)
     return out + roar * np.float32(scale * rng.uniform(0.2, 1.0))
 
 
@@ -242,12 +243,12 @@ def _babble(rng, length, sr):
     # syllable envelope: voicing swells per syllable, with short gaps
     syllable_phase = np.mod(t / duration * syllables, 1.0)
     voiced *= (np.sin(np.pi * syllable_phase) ** 0.5).astype(np.float32)
-    rms = float(np.sqrt(np.mean(voiced.astype(np.float64) ** 2))) or 1.0
+    level = rms(voiced)
     for k in range(syllables):
         if rng.random() < 0.5:
             n = int(rng.uniform(0.03, 0.09) * sr)
             band = (_nyquist_cap(log_uniform(rng, 2000, 4000), sr) * 0.9, _nyquist_cap(7500, sr))
-            add_at(voiced, int(k * length / syllables), _noise_burst(rng, n, sr, band, n / 2) * np.float32(rms * 1.5))
+            add_at(voiced, int(k * length / syllables), _noise_burst(rng, n, sr, band, n / 2) * np.float32(level * 1.5))
     return voiced
 
 
@@ -264,9 +265,9 @@ def _scream(rng, length, sr):
     formants = np.minimum(vowel, 0.45 * sr)
     voice = _voiced(rng, length, sr, f0, lambda p: np.repeat(formants[:, None], len(p), axis=1),
                     jitter=rng.uniform(0.03, 0.08))
-    rms = float(np.sqrt(np.mean(voice.astype(np.float64) ** 2))) or 1.0
+    level = rms(voice)
     breath = spectral_filter(rng.standard_normal(length, dtype=np.float32), sr, _band(1000, _nyquist_cap(6000, sr)))
-    return voice + breath * np.float32(rms * rng.uniform(0.1, 0.5))
+    return voice + breath * np.float32(level * rng.uniform(0.1, 0.5))
 
 
 def _bubbles(rng, length, sr):
@@ -280,7 +281,7 @@ def _bubbles(rng, length, sr):
         add_at(out, onset, _decaying_sine(n, np.minimum(f * rise, 0.45 * sr), sr, n / 3)
                * np.float32(rng.lognormal(0.0, 0.5)))
     gurgle = spectral_filter(coloured_noise(rng, length, 1.0), sr, _band(100, _nyquist_cap(1200, sr)))
-    scale = float(np.sqrt(np.mean(out.astype(np.float64) ** 2))) or 1.0
+    scale = rms(out)
     return out + gurgle * np.float32(scale * rng.uniform(0.1, 0.6))
 
 
@@ -295,14 +296,14 @@ def _machinery(rng, length, sr):
         n = max(8, int(rng.uniform(0.005, 0.02) * sr))
         gain = 1.0 if k % accent_every == 0 else rng.uniform(0.2, 0.6)
         add_at(out, int(k * sr / rate), _noise_burst(rng, n, sr, band, n / 3) * np.float32(gain))
-    rms = float(np.sqrt(np.mean(out.astype(np.float64) ** 2))) or 1.0
+    level = rms(out)
     t = time_axis(length, sr)
     hum_f0 = rng.uniform(40, 130)
     hum = harmonics(phase_of(np.full(length, hum_f0, np.float32), sr), hum_f0, sr, int(rng.integers(3, 10)),
                     rng.uniform(0.5, 0.8))
     whine_f = _nyquist_cap(log_uniform(rng, 800, 4000), sr)
     whine = np.sin(phase_of((whine_f * (1 + 0.01 * np.sin(TWO_PI * rng.uniform(0.5, 3) * t))).astype(np.float32), sr))
-    return out + np.float32(rms) * (np.float32(rng.uniform(0.2, 1.2)) * hum / 2
+    return out + np.float32(level) * (np.float32(rng.uniform(0.2, 1.2)) * hum / 2
                                     + np.float32(rng.uniform(0.0, 0.6)) * whine)
 
 
