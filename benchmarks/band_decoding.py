@@ -64,7 +64,7 @@ def run(args) -> int:
     print(f"R^2 of the log-mel band statistics from the mean-pooled embedding, by quarter of the "
           f"mel bands (low -> high); dev set {args.data}")
     for run_path in args.checkpoint:
-        checkpoint = run_path / "checkpoints" / "last.pt" if run_path.is_dir() else run_path
+        checkpoint = real_audio.checkpoint_file(run_path)
         if not checkpoint.is_file():
             print(f"band_decoding: no checkpoint at {checkpoint}", file=sys.stderr)
             return 2

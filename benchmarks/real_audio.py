@@ -70,6 +70,7 @@ def pretrain(config: str, overrides: list[str]):
     from ajepa.eval import build_evaluator
     from ajepa.train import Trainer
     from ajepa.train.callbacks import Callback
+    from ajepa.train.checkpoint import checkpoint_path
 
     cfg = load_config(config, overrides)
 
@@ -80,7 +81,14 @@ def pretrain(config: str, overrides: list[str]):
 
     summary = Trainer(cfg, callbacks=[PrintLog()], evaluator=build_evaluator(cfg)).fit()
     (cfg.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    return cfg.out_dir / "checkpoints" / "last.pt"
+    return checkpoint_path(cfg.out_dir)
+
+
+def checkpoint_file(path: Path) -> Path:
+    """A run folder's ``checkpoints/last.pt`` (the Trainer's layout), or `path` itself."""
+    from ajepa.train.checkpoint import checkpoint_path
+
+    return checkpoint_path(path) if path.is_dir() else path
 
 
 def initial_encoder(cfg):
@@ -304,14 +312,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args, command: str) -> int:
     checkpoints = [pretrain(args.config, args.overrides)] if args.config else list(args.checkpoint)
-    checkpoints = [c / "checkpoints" / "last.pt" if c.is_dir() else c for c in checkpoints]
+    checkpoints = [checkpoint_file(c) for c in checkpoints]
     if missing := [str(c) for c in checkpoints if not c.is_file()]:
         print(f"real_audio: no checkpoint at {', '.join(missing)} (give a run folder or its "
               "checkpoints/last.pt, or pretrain one with --config)", file=sys.stderr)
         return 2
     if args.task == "dev":
         ensure_devset(args.data)
-    references = [c / "checkpoints" / "last.pt" if c.is_dir() else c for c in args.against or []]
+    references = [checkpoint_file(c) for c in args.against or []]
     if references and len(references) != len(checkpoints):
         print(f"real_audio: --against names {len(references)} checkpoints for {len(checkpoints)} evaluated; give one "
               "reference run per seed, in the same order", file=sys.stderr)
@@ -323,7 +331,7 @@ def run(args, command: str) -> int:
     for checkpoint in checkpoints:
         results.append(evaluate_checkpoint(checkpoint, args))
         print_checkpoint(results[-1], args, command)
-    against = [evaluate_checkpoint(checkpoint, args) for checkpoint in references]
+    against = [evaluate_checkpoint(checkpoint, args, pretrained_only=True) for checkpoint in references]
     if len(results) > 1 or against:
         print_pooled(results, against)
     if args.json is not None:
@@ -337,9 +345,10 @@ def run(args, command: str) -> int:
     return 0
 
 
-def evaluate_checkpoint(checkpoint: Path, args) -> dict:
+def evaluate_checkpoint(checkpoint: Path, args, pretrained_only: bool = False) -> dict:
     """The three rows (pretrained / init / log-mel stats) of one checkpoint, each with its
-    metrics and per-clip test outcomes."""
+    metrics and per-clip test outcomes; only the first with `pretrained_only` (a
+    ``--against`` reference, compared on that row alone)."""
     import torch
 
     from ajepa.config import apply_overrides, build_config, dump_config
@@ -365,11 +374,15 @@ def evaluate_checkpoint(checkpoint: Path, args) -> dict:
 
     rows = []
     pretrained_label = "pretrained (EMA target)" if args.encoder == "target" else "pretrained (context)"
-    for label, encoder in ((pretrained_label, pretrained), ("init (same arch, seed)", initial_encoder(cfg))):
+    encoders = [(pretrained_label, pretrained)]
+    if not pretrained_only:
+        encoders.append(("init (same arch, seed)", initial_encoder(cfg)))
+    for label, encoder in encoders:
         result = evaluate_task(encoder.to(device), task, cfg, task_data=task_data, cache=cache, device=device)
         rows.append((label, result.metrics, result.predictions))
-    rows.append((f"log-mel stats ({2 * cfg.frontend.num_mel_bins}-d)",
-                 *probe_arrays(logmel_stats_embeddings(task_data), task_data, cfg, name)))
+    if not pretrained_only:
+        rows.append((f"log-mel stats ({2 * cfg.frontend.num_mel_bins}-d)",
+                     *probe_arrays(logmel_stats_embeddings(task_data), task_data, cfg, name)))
     run_dir = checkpoint.parent.parent
     rank, rank_step = last_metric(run_dir, "train/target_rank")
     _, last_step = last_metric(run_dir, "train/loss")
@@ -411,7 +424,8 @@ def print_pooled(results: list[dict], against: list[dict] | None = None) -> None
     import pandas as pd
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from analysis.clips import clip_comparison
+    from analysis.clips import clip_comparison, clip_pairs
+    from analysis.tables import ROW
 
     labels = [label for label, _, _ in results[0]["rows"]]  # rows are matched by position: pretrained, init, log-mel
     frames = []
@@ -421,7 +435,8 @@ def print_pooled(results: list[dict], against: list[dict] | None = None) -> None
             rows.append(against[position]["rows"][0])
         for row, (_, _, predictions) in enumerate(rows):
             frame = pd.DataFrame(predictions)
-            frame["row"], frame["seed"] = row, position  # a checkpoint is one seed (even if two share cfg.seed)
+            # a checkpoint is one seed (even if two share cfg.seed); rows by position
+            frame["task"], frame[ROW], frame["seed"] = results[0]["name"], row, position
             frames.append(frame)
     outcomes = pd.concat(frames, ignore_index=True)
     if outcomes.empty or outcomes["correct"].eq("").any():
@@ -439,10 +454,7 @@ def print_pooled(results: list[dict], against: list[dict] | None = None) -> None
         print(f"  reference recipe: {np.mean([r['rows'][0][1][f'eval/{name}/acc'] for r in against]):.3f} "
               f"({', '.join(str(r['checkpoint']) for r in against)})")
     for row, reference in enumerate(labels[1:], start=1):
-        mine = outcomes[outcomes["row"] == 0][["seed", "fold", "clip", "correct"]]
-        theirs = outcomes[outcomes["row"] == row][["seed", "fold", "clip", "correct"]]
-        pairs = mine.merge(theirs, on=["seed", "fold", "clip"], suffixes=("_a", "_b")).rename(
-            columns={"correct_a": "a", "correct_b": "b"})
+        pairs = clip_pairs(outcomes, name, row=0, reference=row)
         line = clip_comparison(pairs)
         per_seed = pairs.assign(d=pairs["a"] - pairs["b"]).groupby("seed")["d"].mean() * 100
         print(f"  pretrained - {reference.split(' (')[0]}: {100 * line['diff']:+.1f} points "
