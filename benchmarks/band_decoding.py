@@ -60,14 +60,14 @@ def run(args) -> int:
     from ajepa.eval.run import cached_task_embeddings, default_cache
     from ajepa.train.checkpoint import load_encoder
 
+    checkpoints = [real_audio.checkpoint_file(p) for p in args.checkpoint]
+    if missing := [str(c) for c in checkpoints if not c.is_file()]:  # before building or reading anything
+        print(f"band_decoding: no checkpoint at {', '.join(missing)}", file=sys.stderr)
+        return 2
     real_audio.ensure_devset(args.data)
     print(f"R^2 of the log-mel band statistics from the mean-pooled embedding, by quarter of the "
           f"mel bands (low -> high); dev set {args.data}")
-    for run_path in args.checkpoint:
-        checkpoint = real_audio.checkpoint_file(run_path)
-        if not checkpoint.is_file():
-            print(f"band_decoding: no checkpoint at {checkpoint}", file=sys.stderr)
-            return 2
+    for run_path, checkpoint in zip(args.checkpoint, checkpoints):
         pretrained, cfg = load_encoder(checkpoint, "target")
         task, task_data = real_audio.build_dev_task(cfg, args.data, "task")
         fold = str(task_data.folds[0].name)
