@@ -317,8 +317,6 @@ def run(args, command: str) -> int:
         print(f"real_audio: no checkpoint at {', '.join(missing)} (give a run folder or its "
               "checkpoints/last.pt, or pretrain one with --config)", file=sys.stderr)
         return 2
-    if args.task == "dev":
-        ensure_devset(args.data)
     references = [checkpoint_file(c) for c in args.against or []]
     if references and len(references) != len(checkpoints):
         print(f"real_audio: --against names {len(references)} checkpoints for {len(checkpoints)} evaluated; give one "
@@ -327,6 +325,8 @@ def run(args, command: str) -> int:
     if missing := [str(c) for c in references if not c.is_file()]:
         print(f"real_audio: no reference checkpoint at {', '.join(missing)}", file=sys.stderr)
         return 2
+    if args.task == "dev":
+        ensure_devset(args.data)
     results = []
     for checkpoint in checkpoints:
         results.append(evaluate_checkpoint(checkpoint, args))
