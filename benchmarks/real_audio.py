@@ -293,6 +293,10 @@ def parse_args(argv):
             setattr(args, option, [Path(a) for a in given if a not in moved])
             if not getattr(args, option):
                 parser.error(f"--{option} needs at least one checkpoint or run folder")
+    evaluated = len(args.checkpoint) if args.checkpoint else 1
+    if args.against and len(args.against) != evaluated:
+        parser.error(f"--against names {len(args.against)} runs for {evaluated} evaluated: give one reference run "
+                     "per seed, in the same order")
     if args.task == "synthetic" and (args.data != DEFAULT_DATA or args.norm_stats != "task"):
         parser.error("--data and --norm-stats describe the dev set; --task synthetic reads the checkpoint's own "
                      "synthetic set with its own statistics")
@@ -311,19 +315,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args, command: str) -> int:
+    references = [checkpoint_file(c) for c in args.against or []]
+    if missing := [str(c) for c in references if not c.is_file()]:  # before any pretraining
+        print(f"real_audio: no reference checkpoint at {', '.join(missing)}", file=sys.stderr)
+        return 2
     checkpoints = [pretrain(args.config, args.overrides)] if args.config else list(args.checkpoint)
     checkpoints = [checkpoint_file(c) for c in checkpoints]
     if missing := [str(c) for c in checkpoints if not c.is_file()]:
         print(f"real_audio: no checkpoint at {', '.join(missing)} (give a run folder or its "
               "checkpoints/last.pt, or pretrain one with --config)", file=sys.stderr)
-        return 2
-    references = [checkpoint_file(c) for c in args.against or []]
-    if references and len(references) != len(checkpoints):
-        print(f"real_audio: --against names {len(references)} checkpoints for {len(checkpoints)} evaluated; give one "
-              "reference run per seed, in the same order", file=sys.stderr)
-        return 2
-    if missing := [str(c) for c in references if not c.is_file()]:
-        print(f"real_audio: no reference checkpoint at {', '.join(missing)}", file=sys.stderr)
         return 2
     if args.task == "dev":
         ensure_devset(args.data)
