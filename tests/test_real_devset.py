@@ -191,8 +191,11 @@ def test_a_fixable_error_is_one_line_and_exit_code_2(tmp_path, capsys):
 
 def test_overrides_after_several_checkpoints_are_told_apart_from_run_folders():
     bench = _load("real_audio")
-    args = bench.parse_args(["--checkpoint", "runs/a", "runs/lr=1e-3", "--against", "runs/r", "eval.probe.pooling=mean_max",
-                             "eval.x=a//b/"])
-    assert args.against == [Path("runs/r")]
+    args = bench.parse_args(["--checkpoint", "runs/a", "runs/lr=1e-3", "--against", "runs/r0", "runs/r1",
+                             "eval.probe.pooling=mean_max", "eval.x=a//b/"])
+    assert args.against == [Path("runs/r0"), Path("runs/r1")]
     assert args.checkpoint == [Path("runs/a"), Path("runs/lr=1e-3")]  # a path is not a dotted key
     assert args.overrides == ["eval.probe.pooling=mean_max", "eval.x=a//b/"]  # values kept verbatim
+    with pytest.raises(SystemExit) as refused:  # one reference run per evaluated run, checked before any work
+        bench.parse_args(["--checkpoint", "runs/a", "runs/b", "--against", "runs/r0"])
+    assert refused.value.code == 2
