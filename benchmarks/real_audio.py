@@ -33,9 +33,10 @@ the pretrained row against the two others: mean accuracies, the difference per s
 the clip-level sign-flip test and seeds x clips bootstrap interval of ``analysis.clips``
 (docs/STATISTICS.md), the same statistics as the sweep tables. ``--per-class`` adds each
 class's accuracy. The target encoder's effective rank (``train/target_rank``, last logged value in the
-run's ``metrics.jsonl``) is printed too. ``--json FILE`` writes
-``{"command", "data", "checkpoints": [{"checkpoint", "seed", "step", "target_rank",
-"results": {row: metrics}}]}``.
+run's ``metrics.jsonl``) is printed too, and the effective rank of each encoder's patch tokens
+on 64 of the task's own clips (:func:`token_rank`: does the encoder collapse on real sound?).
+``--json FILE`` writes ``{"command", "data", "checkpoints": [{"checkpoint", "seed", "step",
+"target_rank", "token_rank": {row: rank}, "results": {row: metrics}}]}``.
 
 Exit codes, as the ``ajepa-*`` commands: 0 done; 2 a request that cannot run as given
 (no checkpoint, bad data folder, missing normalisation stats: one line says what to fix);
@@ -254,6 +255,38 @@ def print_per_class(rows, task_data) -> None:
 # --------------------------------------------------------------------------- main
 
 
+def token_rank(encoder, task_data, device, input_mode: str = "whole", clips: int = 64,
+               rows: int = 2048) -> float:
+    """Effective rank of ``encoder``'s patch tokens on the task's own clips: the issue's "no
+    collapse on real audio" check (``train/target_rank`` measures the pretraining batches).
+
+    ``clips`` test clips evenly spaced over the folds (each clip is in one test fold), all
+    their tokens, then ``rows`` of them drawn with a fixed seed, so every row of a table is
+    measured on the same tokens' positions.
+    """
+    import torch
+
+    from ajepa.eval.embeddings import encode_tokens
+    from ajepa.models.objectives import effective_rank
+
+    items = [(fold.test, i) for fold in task_data.folds for i in range(len(fold.test))]
+    picks = np.unique(np.linspace(0, len(items) - 1, min(clips, len(items))).round().astype(int))
+    tokens, adapted = [], {}
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        with torch.no_grad():
+            for k in picks:
+                dataset, i = items[k]
+                spec = torch.as_tensor(dataset[i]["spec"]).float()[None].to(device)
+                tokens.append(encode_tokens(encoder, spec, 1, input_mode, adapted)[0][0].float().cpu())
+    finally:
+        encoder.train(was_training)
+    tokens = torch.cat(tokens)
+    order = torch.randperm(len(tokens), generator=torch.Generator().manual_seed(0))[:rows]
+    return effective_rank(tokens[order], max_rows=rows)
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="real_audio", description="Probe accuracy on real sounds: pretrained vs initial weights vs log-mel stats.",
@@ -339,7 +372,7 @@ def run(args, command: str) -> int:
         args.json.write_text(json.dumps({
             "command": command, "data": str(args.data),
             "checkpoints": [{"checkpoint": str(r["checkpoint"]), "seed": r["seed"], "step": r["step"],
-                             "target_rank": r["rank"],
+                             "target_rank": r["rank"], "token_rank": r["token_ranks"],
                              "results": {label: metrics for label, metrics, _ in r["rows"]}} for r in results],
         }, indent=2))
     return 0
@@ -377,9 +410,12 @@ def evaluate_checkpoint(checkpoint: Path, args, pretrained_only: bool = False) -
     encoders = [(pretrained_label, pretrained)]
     if not pretrained_only:
         encoders.append(("init (same arch, seed)", initial_encoder(cfg)))
+    token_ranks = {}
     for label, encoder in encoders:
         result = evaluate_task(encoder.to(device), task, cfg, task_data=task_data, cache=cache, device=device)
         rows.append((label, result.metrics, result.predictions))
+        if not pretrained_only:
+            token_ranks[label] = token_rank(encoder, task_data, device, cfg.eval.probe.input)
     if not pretrained_only:
         rows.append((f"log-mel stats ({2 * cfg.frontend.num_mel_bins}-d)",
                      *probe_arrays(logmel_stats_embeddings(task_data), task_data, cfg, name)))
@@ -387,7 +423,8 @@ def evaluate_checkpoint(checkpoint: Path, args, pretrained_only: bool = False) -
     rank, rank_step = last_metric(run_dir, "train/target_rank")
     _, last_step = last_metric(run_dir, "train/loss")
     return {"checkpoint": checkpoint, "cfg": cfg, "seed": cfg.seed, "name": name, "task_data": task_data,
-            "rows": rows, "rank": rank, "rank_step": rank_step, "step": last_step,
+            "rows": rows, "rank": rank, "rank_step": rank_step, "step": last_step, "token_ranks": token_ranks,
+            "width": pretrained.dim,
             "seconds": time.perf_counter() - started}
 
 
@@ -412,6 +449,9 @@ def print_checkpoint(result: dict, args, command: str) -> None:
     rank = result["rank"]
     print(f"train/target_rank: {rank:.2f} (step {result['rank_step']})" if rank is not None
           else "train/target_rank: not in the run's metrics.jsonl")
+    if result["token_ranks"]:
+        print(f"effective rank of the patch tokens on these clips (of {result['width']}): "
+              + ", ".join(f"{label} {value:.1f}" for label, value in result["token_ranks"].items()))
     print(f"evaluated in {result['seconds']:.0f} s; command: {command}")
 
 

@@ -142,6 +142,14 @@ def test_logmel_baseline_and_init_encoder_through_the_project_probe(tmp_path):
 
     from ajepa.models.jepa import AJEPA
 
+    # token rank on the task's clips: the initial encoder spreads its tokens over many
+    # directions; one whose output norm maps every token to the same vector has rank 1
+    init = bench.initial_encoder(cfg)
+    assert bench.token_rank(init, task_data, "cpu") > 10
+    with torch.no_grad():
+        init.norm.weight.zero_()
+    assert bench.token_rank(init, task_data, "cpu") == pytest.approx(1.0)
+
     torch.manual_seed(cfg.seed)
     expected = AJEPA(cfg).target_encoder.state_dict()
     state = torch.random.get_rng_state()
