@@ -36,7 +36,8 @@ class's accuracy. The target encoder's effective rank (``train/target_rank``, la
 run's ``metrics.jsonl``) is printed too, and the effective rank of each encoder's patch tokens
 on 64 of the task's own clips (:func:`token_rank`: does the encoder collapse on real sound?).
 ``--json FILE`` writes ``{"command", "data", "checkpoints": [{"checkpoint", "seed", "step",
-"target_rank", "token_rank": {row: rank}, "results": {row: metrics}}]}``.
+"target_rank", "token_rank": {encoder row: rank}, "results": {row: metrics}}]}`` (the
+log-mel row has no tokens, so no token rank).
 
 Exit codes, as the ``ajepa-*`` commands: 0 done; 2 a request that cannot run as given
 (no checkpoint, bad data folder, missing normalisation stats: one line says what to fix);
@@ -255,14 +256,15 @@ def print_per_class(rows, task_data) -> None:
 # --------------------------------------------------------------------------- main
 
 
-def token_rank(encoder, task_data, device, input_mode: str = "whole", clips: int = 64,
-               rows: int = 2048) -> float:
+def token_rank(encoder, task_data, device, input_mode: str = "whole", avg_last_k: int = 1,
+               clips: int = 64, rows: int = 2048) -> float:
     """Effective rank of ``encoder``'s patch tokens on the task's own clips: the issue's "no
     collapse on real audio" check (``train/target_rank`` measures the pretraining batches).
 
     ``clips`` test clips evenly spaced over the folds (each clip is in one test fold), all
     their tokens, then ``rows`` of them drawn with a fixed seed, so every row of a table is
-    measured on the same tokens' positions.
+    measured on the same tokens' positions. ``input_mode`` and ``avg_last_k`` are the
+    probe's (``eval.probe.input`` / ``avg_last_k``), so the rank is that of what it reads.
     """
     import torch
 
@@ -279,7 +281,7 @@ def token_rank(encoder, task_data, device, input_mode: str = "whole", clips: int
             for k in picks:
                 dataset, i = items[k]
                 spec = torch.as_tensor(dataset[i]["spec"]).float()[None].to(device)
-                tokens.append(encode_tokens(encoder, spec, 1, input_mode, adapted)[0][0].float().cpu())
+                tokens.append(encode_tokens(encoder, spec, avg_last_k, input_mode, adapted)[0][0].float().cpu())
     finally:
         encoder.train(was_training)
     tokens = torch.cat(tokens)
@@ -415,7 +417,8 @@ def evaluate_checkpoint(checkpoint: Path, args, pretrained_only: bool = False) -
         result = evaluate_task(encoder.to(device), task, cfg, task_data=task_data, cache=cache, device=device)
         rows.append((label, result.metrics, result.predictions))
         if not pretrained_only:
-            token_ranks[label] = token_rank(encoder, task_data, device, cfg.eval.probe.input)
+            token_ranks[label] = token_rank(encoder, task_data, device, cfg.eval.probe.input,
+                                           cfg.eval.probe.avg_last_k)
     if not pretrained_only:
         rows.append((f"log-mel stats ({2 * cfg.frontend.num_mel_bins}-d)",
                      *probe_arrays(logmel_stats_embeddings(task_data), task_data, cfg, name)))
