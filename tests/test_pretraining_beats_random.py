@@ -11,9 +11,9 @@ suite), built-in evaluator included, and compares, on the same probe and 720 tes
 
 Margin: the full recipe (unstructured masking, session 8) led its initialisation by
 0.26-0.44 over seeds 0-4, and at half length (seed 0) by 0.27 (0.613 against 0.339;
-multi-block gave 0.582, session 6); random encoders of this shape score 0.28-0.36. The test asks for MARGIN, a small fraction of that, so numerical
-differences between machines cannot flip it while a pretraining that learns nothing still
-fails it.
+multi-block gave 0.582, session 6); random encoders of this shape score 0.28-0.36. The
+test asks for MARGIN, a small fraction of that, so numerical differences between machines
+cannot flip it while a pretraining that learns nothing still fails it.
 """
 
 from __future__ import annotations
