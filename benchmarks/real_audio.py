@@ -36,8 +36,9 @@ class's accuracy. The target encoder's effective rank (``train/target_rank``, la
 run's ``metrics.jsonl``) is printed too, and the effective rank of each encoder's patch tokens
 on 64 of the task's own clips (:func:`token_rank`: does the encoder collapse on real sound?).
 ``--json FILE`` writes ``{"command", "data", "checkpoints": [{"checkpoint", "seed", "step",
-"target_rank", "token_rank": {encoder row: rank}, "results": {row: metrics}}]}`` (the
-log-mel row has no tokens, so no token rank).
+"target_rank", "token_rank": {encoder row: rank}, "results": {row: metrics}}], "pooled"}``
+(the log-mel row has no tokens, so no token rank; ``pooled``, with several checkpoints or
+``--against``, is :func:`print_pooled`'s summary).
 
 Exit codes, as the ``ajepa-*`` commands: 0 done; 2 a request that cannot run as given
 (no checkpoint, bad data folder, missing normalisation stats: one line says what to fix);
@@ -367,8 +368,7 @@ def run(args, command: str) -> int:
         results.append(evaluate_checkpoint(checkpoint, args))
         print_checkpoint(results[-1], args, command)
     against = [evaluate_checkpoint(checkpoint, args, pretrained_only=True) for checkpoint in references]
-    if len(results) > 1 or against:
-        print_pooled(results, against)
+    pooled = print_pooled(results, against) if len(results) > 1 or against else None
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
@@ -376,6 +376,7 @@ def run(args, command: str) -> int:
             "checkpoints": [{"checkpoint": str(r["checkpoint"]), "seed": r["seed"], "step": r["step"],
                              "target_rank": r["rank"], "token_rank": r["token_ranks"],
                              "results": {label: metrics for label, metrics, _ in r["rows"]}} for r in results],
+            **({"pooled": pooled} if pooled is not None else {}),
         }, indent=2))
     return 0
 
@@ -458,12 +459,16 @@ def print_checkpoint(result: dict, args, command: str) -> None:
     print(f"evaluated in {result['seconds']:.0f} s; command: {command}")
 
 
-def print_pooled(results: list[dict], against: list[dict] | None = None) -> None:
+def print_pooled(results: list[dict], against: list[dict] | None = None) -> dict | None:
     """Pretrained against each other row over all checkpoints (seeds): the mean accuracies,
     the per-seed differences, and the project's clip-level test and seeds x clips interval
     (:mod:`analysis.clips`), as the sweep tables report them. With `against` (another
     recipe's checkpoints, one per seed in the same order) also pretrained against that
-    recipe's pretrained row: a variant judged on all its seeds and clips, not on one seed."""
+    recipe's pretrained row: a variant judged on all its seeds and clips, not on one seed.
+
+    Returns what it printed, as fractions, for ``--json``: ``{"seeds", "mean_acc": {row:
+    acc}, "pretrained_minus": {row: {"diff", "low", "high", "p", "per_seed"}}}`` (None when
+    the outcomes are not single-label)."""
     import pandas as pd
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -484,18 +489,21 @@ def print_pooled(results: list[dict], against: list[dict] | None = None) -> None
     outcomes = pd.concat(frames, ignore_index=True)
     if outcomes.empty or outcomes["correct"].eq("").any():
         print("pooled comparison: needs single-label per-clip outcomes")
-        return
+        return None
     outcomes["correct"] = outcomes["correct"].astype(float)
     name = results[0]["name"]
     seeds = ", ".join(str(r["seed"]) for r in results)
+    mean_acc = {label: float(np.mean([r["rows"][k][1][f"eval/{name}/acc"] for r in results]))
+                for k, label in enumerate(labels)}
     print()
     print(f"pooled over {len(results)} checkpoints (seeds {seeds}): mean accuracy "
-          + ", ".join(f"{label.split(' (')[0]} {np.mean([r['rows'][k][1][f'eval/{name}/acc'] for r in results]):.3f}"
-                      for k, label in enumerate(labels)))
+          + ", ".join(f"{label.split(' (')[0]} {acc:.3f}" for label, acc in mean_acc.items()))
     if against:
         labels.append("reference recipe (--against)")
-        print(f"  reference recipe: {np.mean([r['rows'][0][1][f'eval/{name}/acc'] for r in against]):.3f} "
+        mean_acc[labels[-1]] = float(np.mean([r["rows"][0][1][f"eval/{name}/acc"] for r in against]))
+        print(f"  reference recipe: {mean_acc[labels[-1]]:.3f} "
               f"({', '.join(str(r['checkpoint']) for r in against)})")
+    summary = {"seeds": [r["seed"] for r in results], "mean_acc": mean_acc, "pretrained_minus": {}}
     for row, reference in enumerate(labels[1:], start=1):
         pairs = clip_pairs(outcomes, name, row=0, reference=row)
         line = clip_comparison(pairs)
@@ -503,6 +511,10 @@ def print_pooled(results: list[dict], against: list[dict] | None = None) -> None
         print(f"  pretrained - {reference.split(' (')[0]}: {100 * line['diff']:+.1f} points "
               f"(95 % CI seeds x clips {100 * line['low']:+.1f} .. {100 * line['high']:+.1f}; clip-level p "
               f"{line['p']:.3g}); per seed " + " ".join(f"{v:+.1f}" for v in per_seed.to_numpy()))
+        summary["pretrained_minus"][reference] = {
+            **{key: float(line[key]) for key in ("diff", "low", "high", "p")},
+            "per_seed": [float(v) / 100 for v in per_seed.to_numpy()]}
+    return summary
 
 
 if __name__ == "__main__":

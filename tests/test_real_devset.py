@@ -173,8 +173,13 @@ def test_pooled_comparison_over_seeds_reports_the_clip_level_difference(capsys):
             ("log-mel stats (256-d)", metrics(0.0), rows([0] * 10)),
         ]}
 
-    bench.print_pooled([result(0, [1] * 5 + [0] * 5), result(1, [1] * 8 + [0] * 2)])
+    summary = bench.print_pooled([result(0, [1] * 5 + [0] * 5), result(1, [1] * 8 + [0] * 2)])
     out = capsys.readouterr().out
+    # what --json keeps is what was printed
+    assert summary["seeds"] == [0, 1] and summary["mean_acc"]["init (same arch, seed)"] == pytest.approx(0.65)
+    init = summary["pretrained_minus"]["init (same arch, seed)"]
+    assert init["diff"] == pytest.approx(0.35) and init["per_seed"] == pytest.approx([0.5, 0.2])
+    assert init["low"] <= init["diff"] <= init["high"] and 0 <= init["p"] <= 1
     assert "pooled over 2 checkpoints (seeds 0, 1)" in out and "init 0.650" in out
     assert "pretrained - init: +35.0 points" in out and "per seed +50.0 +20.0" in out
     assert "pretrained - log-mel stats: +100.0 points" in out
