@@ -507,13 +507,13 @@ def print_pooled(results: list[dict], against: list[dict] | None = None) -> dict
     for row, reference in enumerate(labels[1:], start=1):
         pairs = clip_pairs(outcomes, name, row=0, reference=row)
         line = clip_comparison(pairs)
-        per_seed = pairs.assign(d=pairs["a"] - pairs["b"]).groupby("seed")["d"].mean() * 100
+        per_seed = pairs.assign(d=pairs["a"] - pairs["b"]).groupby("seed")["d"].mean().to_numpy()
         print(f"  pretrained - {reference.split(' (')[0]}: {100 * line['diff']:+.1f} points "
               f"(95 % CI seeds x clips {100 * line['low']:+.1f} .. {100 * line['high']:+.1f}; clip-level p "
-              f"{line['p']:.3g}); per seed " + " ".join(f"{v:+.1f}" for v in per_seed.to_numpy()))
+              f"{line['p']:.3g}); per seed " + " ".join(f"{100 * v:+.1f}" for v in per_seed))
         summary["pretrained_minus"][reference] = {
             **{key: float(line[key]) for key in ("diff", "low", "high", "p")},
-            "per_seed": [float(v) / 100 for v in per_seed.to_numpy()]}
+            "per_seed": per_seed.tolist()}
     return summary
 
 
